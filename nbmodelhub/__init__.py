@@ -1,0 +1,29 @@
+"""nbmodelhub: git for deep-learning models, inside Jupyter."""
+
+from nbmodelhub.api import FileEntry, Repository, TensorInfo, Version, open
+from nbmodelhub.errors import (
+    ConcurrentUpdate,
+    CorruptObject,
+    ModelHubError,
+    NotARepository,
+    ReadOnlyRepository,
+    RefNotFound,
+    UsageError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConcurrentUpdate",
+    "CorruptObject",
+    "FileEntry",
+    "ModelHubError",
+    "NotARepository",
+    "ReadOnlyRepository",
+    "RefNotFound",
+    "Repository",
+    "TensorInfo",
+    "UsageError",
+    "Version",
+    "open",
+]

@@ -1,0 +1,683 @@
+"""The verbs of nbmodelhub. Magics, the ``dlv`` command and the sidebar are thin layers over this.
+
+import nbmodelhub as mh
+repo = mh.open()                         # $MODELHUB_PATH, else ~/.modelhub
+v = repo.commit(model, name="resnet", message="wider conv1", params={"lr": 0.01})
+repo.load("resnet@1", framework="torch", keys=["fc.weight"])
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import fnmatch
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+from zarr.abc.store import Store as ZarrStore
+
+from nbmodelhub import adapters
+from nbmodelhub.errors import CorruptObject, RefNotFound, UsageError
+from nbmodelhub.store.documents import check_metrics, check_name, check_params, decode_number
+from nbmodelhub.store.refs import current_user
+from nbmodelhub.store.repository import FsckReport, GcReport, Store
+from nbmodelhub.store.tensors import Tensor
+
+_HEX = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    name: str
+    size: int
+    mtime: float
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "mtime": self.mtime, "hash": self.hash}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    hash: str
+
+    @property
+    def count(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * (2 if self.dtype == "bfloat16" else _itemsize(self.dtype))
+
+
+def _itemsize(dtype: str) -> int:
+    import numpy as np
+
+    return int(np.dtype(dtype).itemsize)
+
+
+@dataclass(frozen=True)
+class Version:
+    """One committed state of a model. Immutable; ``ref`` (``name@N``) names it."""
+
+    id: str
+    model: str
+    number: int
+    message: str
+    author: str
+    created: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    curves: dict[str, list[tuple[int, Any]]]
+    parents: tuple[str, ...]
+    snapshot_steps: tuple[int | None, ...]
+    tensors: dict[str, TensorInfo]
+    ties: dict[str, str]
+    files: tuple[FileEntry, ...]
+    graph: str | None
+    framework: str
+    source: str | None
+    tags: tuple[str, ...] = ()
+    parent_refs: tuple[str, ...] = field(default=())
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}@{self.number}"
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(t.count for t in self.tensors.values())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors.values())
+
+    @property
+    def step(self) -> int | None:
+        return self.snapshot_steps[-1] if self.snapshot_steps else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "id": self.id,
+            "model": self.model,
+            "number": self.number,
+            "message": self.message,
+            "author": self.author,
+            "created": self.created,
+            "params": self.params,
+            "metrics": self.metrics,
+            "parents": list(self.parent_refs or self.parents),
+            "parent_ids": list(self.parents),
+            "snapshots": list(self.snapshot_steps),
+            "tensors": len(self.tensors),
+            "parameters": self.parameter_count,
+            "bytes": self.nbytes,
+            "tags": list(self.tags),
+            "files": [f.name for f in self.files],
+            "framework": self.framework,
+            "source": self.source,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Version {self.ref} {self.id[:10]} {self.message!r}>"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Repository:
+    """A model version store. Open one with :func:`open`."""
+
+    def __init__(self, location: str | os.PathLike[str] | ZarrStore | None = None, read_only: bool = False) -> None:
+        self.store = Store(location, read_only=read_only)
+
+    def __repr__(self) -> str:
+        return f"<nbmodelhub Repository {self.location}>"
+
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- references ----------------------------------------------------------------------------
+    def get(self, ref: str | Version) -> Version:
+        """Resolve ``name``, ``name@N``, ``name:tag`` or an id prefix to a version."""
+        if isinstance(ref, Version):
+            return ref
+        if not isinstance(ref, str) or not ref.strip():
+            raise UsageError(f"a version reference is a string like name, name@3 or name:tag, got {ref!r}")
+        ref = ref.strip()
+        refs = self.store.refs
+        if "@" in ref:
+            model, _, number_text = ref.partition("@")
+            if not number_text.isdigit():
+                raise UsageError(f"bad reference {ref!r}: after '@' comes a version number, as in {model}@2")
+            number = int(number_text)
+            self._known_model(model, ref)
+            if number in refs.deleted(model):
+                raise RefNotFound(f"{ref} was deleted (its data goes at the next gc)")
+            ids = refs.version_ids(model, [number])
+            if number not in ids:
+                raise self._not_found(ref)
+            return self._version(model, number, ids[number])
+        if ":" in ref:
+            model, _, tag = ref.partition(":")
+            self._known_model(model, ref)
+            tags = refs.tags(model)
+            if tag not in tags:
+                close = difflib.get_close_matches(tag, list(tags), n=3)
+                hint = (
+                    f"; did you mean {', '.join(f'{model}:{t}' for t in close)}?"
+                    if close
+                    else (f"; its tags are {', '.join(sorted(tags))}" if tags else "; it has no tags")
+                )
+                raise RefNotFound(f"no tag {tag!r} on {model}{hint}")
+            return self.get(f"{model}@{tags[tag]}")
+        if ref in refs.models():
+            numbers = refs.numbers(ref)
+            if not numbers:
+                raise RefNotFound(f"every version of {ref} was deleted")
+            return self._version(ref, numbers[-1], refs.version_ids(ref, [numbers[-1]])[numbers[-1]])
+        if _HEX.match(ref):
+            hits = [r for r in refs.all_versions() if r.version_id.startswith(ref)]
+            if len(hits) == 1:
+                return self._version(hits[0].model, hits[0].number, hits[0].version_id)
+            if len(hits) > 1:
+                raise UsageError(
+                    f"id prefix {ref} is ambiguous: {', '.join(f'{h.model}@{h.number}' for h in hits[:5])}"
+                )
+        raise self._not_found(ref)
+
+    def _known_model(self, model: str, ref: str) -> None:
+        if model not in self.store.refs.models():
+            raise self._not_found(ref)
+
+    def _not_found(self, ref: str) -> RefNotFound:
+        refs = self.store.refs
+        candidates: list[str] = []
+        for model in refs.models():
+            candidates.append(model)
+            candidates += [f"{model}@{n}" for n in refs.numbers(model)]
+            candidates += [f"{model}:{t}" for t in refs.tags(model)]
+        close = difflib.get_close_matches(ref, candidates, n=3, cutoff=0.5)
+        if close:
+            return RefNotFound(f"no version {ref!r}; closest: {', '.join(close)}")
+        if not candidates:
+            return RefNotFound(f"no version {ref!r}: the repository at {self.location} is empty")
+        return RefNotFound(f"no version {ref!r}; models here: {', '.join(refs.models()[:10])}")
+
+    def _record(self, version_id: str, where: str) -> dict[str, Any]:
+        return self.store.get_document("versions", version_id, where)
+
+    def _version(
+        self, model: str, number: int, version_id: str, tags: Mapping[int, list[str]] | None = None
+    ) -> Version:
+        record = self._record(version_id, f"{model}@{number}")
+        if tags is None:
+            tags = _invert(self.store.refs.tags(model))
+        last = record["snapshots"][-1] if record["snapshots"] else {"tensors": {}, "ties": {}}
+        return Version(
+            id=version_id,
+            model=model,
+            number=number,
+            message=record.get("message", ""),
+            author=record.get("author", ""),
+            created=record.get("created", ""),
+            params=dict(record.get("params", {})),
+            metrics={k: decode_number(v) for k, v in record.get("metrics", {}).items()},
+            curves={k: [(int(s), decode_number(v)) for s, v in c] for k, c in record.get("curves", {}).items()},
+            parents=tuple(record.get("parents", [])),
+            snapshot_steps=tuple(s.get("step") for s in record["snapshots"]),
+            tensors={n: TensorInfo(n, t["dtype"], tuple(t["shape"]), t["hash"]) for n, t in last["tensors"].items()},
+            ties=dict(last.get("ties", {})),
+            files=tuple(FileEntry(f["name"], f["size"], f["mtime"], f["hash"]) for f in record.get("files", [])),
+            graph=record.get("graph"),
+            framework=record.get("framework", "numpy"),
+            source=record.get("source"),
+            tags=tuple(sorted(tags.get(number, []))),
+            parent_refs=tuple(self._ref_of(p) for p in record.get("parents", [])),
+        )
+
+    def _ref_of(self, version_id: str) -> str:
+        for r in self.store.refs.all_versions(include_deleted=True):
+            if r.version_id == version_id:
+                return f"{r.model}@{r.number}"
+        return version_id[:12]
+
+    # -- listing -------------------------------------------------------------------------------
+    def models(self) -> list[str]:
+        return [m for m in self.store.refs.models() if self.store.refs.numbers(m)]
+
+    def versions(self, model: str | None = None, message: str | None = None, last: int | None = None) -> list[Version]:
+        """Versions oldest first; filter by model, by a substring of the message, keep the ``last`` N."""
+        refs = self.store.refs
+        if model is not None:
+            self._known_model(model, model)
+        models = [model] if model is not None else refs.models()
+        out: list[Version] = []
+        for m in models:
+            tags = _invert(refs.tags(m))
+            for n, vid in refs.version_ids(m, refs.numbers(m)).items():
+                out.append(self._version(m, n, vid, tags))
+        if message is not None:
+            out = [v for v in out if message.lower() in v.message.lower()]
+        out.sort(key=lambda v: (v.created, v.model, v.number))
+        if last is not None:
+            if last < 0:
+                raise UsageError("last must be a positive number of versions")
+            out = out[-last:] if last else []
+        return out
+
+    def log(self, name: str) -> list[Version]:
+        """The lineage of a model: its versions newest first, then their ancestors in other models."""
+        check_name(name)
+        own = sorted(self.versions(model=name), key=lambda v: v.number, reverse=True)
+        seen = {v.id for v in own}
+        by_id = {r.version_id: r for r in self.store.refs.all_versions()}
+        ancestors: list[Version] = []
+        frontier = [p for v in own for p in v.parents]
+        while frontier:
+            pid = frontier.pop(0)
+            if pid in seen or pid not in by_id:
+                continue
+            seen.add(pid)
+            r = by_id[pid]
+            parent = self._version(r.model, r.number, pid)
+            ancestors.append(parent)
+            frontier += list(parent.parents)
+        return own + ancestors
+
+    # -- committing ----------------------------------------------------------------------------
+    def commit(
+        self,
+        obj: Any,
+        name: str,
+        message: str = "",
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        files: Iterable[str | os.PathLike[str]] | None = None,
+        parents: Sequence[str | Version] | None = None,
+        step: int | None = None,
+        snapshots: Mapping[int, Any] | None = None,
+        author: str | None = None,
+    ) -> Version:
+        """Commit ``obj`` as the next version of ``name``.
+
+        ``obj`` is an ``nn.Module``, a state dict (torch tensors or numpy arrays) or a path to a
+        ``.safetensors``/``.pt`` file; it is the version's weights at training ``step``.
+        ``snapshots`` adds earlier checkpoints ``{step: obj}``. ``parents`` defaults to the
+        model's latest version; give refs of other models for a fine-tune. ``files`` are attached
+        with whatever was staged by :meth:`add`.
+        """
+        check_name(name)
+        if not isinstance(message, str):
+            raise UsageError("message must be a string")
+        params_doc = check_params(params)
+        metrics_doc, curves_doc = check_metrics(metrics)
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise UsageError(f"step must be an integer, got {step!r}")
+        author = author or current_user()
+        parent_ids = self._parent_ids(name, parents)
+
+        checkpoints: list[tuple[int | None, adapters.Weights]] = []
+        for s, o in sorted((snapshots or {}).items()):
+            if isinstance(s, bool) or not isinstance(s, int):
+                raise UsageError(f"snapshot steps must be integers, got {s!r}")
+            checkpoints.append((s, adapters.extract(o)))
+        main = adapters.extract(obj)
+        checkpoints.append((step, main))
+        attached = [(path, name_, path.read_bytes()) for path, name_ in _expand(files or [])]
+        staged = self.store.staged(author)
+
+        hashes = [self.store.hash_tensors(w.tensors) for _, w in checkpoints]
+        wanted = {f"tensors/{h}" for hs in hashes for h in hs.values()}
+        wanted |= {f"files/{self.store.file_hash(data)}" for _, _, data in attached}
+        # Lease first, then write: a gc running now either sees the lease or makes us wait.
+        lease = self.store.take_lease(wanted)
+        try:
+            self._write_missing(checkpoints, hashes, name)
+            entries = [self._store_file(path, name_, data) for path, name_, data in attached]
+            record = {
+                "kind": "version",
+                "model": name,
+                "message": message,
+                "author": author,
+                "created": _now(),
+                "parents": parent_ids,
+                "params": params_doc,
+                "metrics": metrics_doc,
+                "curves": curves_doc,
+                "snapshots": [
+                    {
+                        "step": s,
+                        "tensors": {
+                            n: {"hash": hs[n], "dtype": t.dtype, "shape": list(t.shape)} for n, t in w.tensors.items()
+                        },
+                        "ties": w.ties,
+                    }
+                    for (s, w), hs in zip(checkpoints, hashes, strict=True)
+                ],
+                "files": [f.to_dict() for f in _merge_files(staged.values(), entries)],
+                "graph": None,
+                "framework": main.framework,
+                "source": main.source,
+                "nonce": uuid.uuid4().hex,
+            }
+            version_id = self.store.put_document("versions", record)
+            number = self.store.refs.allocate(name, version_id)
+        finally:
+            self.store.release(lease)
+        self.store.unstage(author, staged)
+        return self._version(name, number, version_id)
+
+    def _parent_ids(self, name: str, parents: Sequence[str | Version] | None) -> list[str]:
+        if parents is None:
+            numbers = self.store.refs.numbers(name) if name in self.store.refs.models() else []
+            if not numbers:
+                return []
+            return [self.store.refs.version_ids(name, [numbers[-1]])[numbers[-1]]]
+        if isinstance(parents, (str, Version)):
+            parents = [parents]
+        return [self.get(p).id for p in parents]
+
+    def _write_missing(
+        self, checkpoints: list[tuple[int | None, adapters.Weights]], hashes: list[dict[str, str]], name: str
+    ) -> None:
+        todo: dict[str, Tensor] = {}
+        for (_, w), hs in zip(checkpoints, hashes, strict=True):
+            for n, t in w.tensors.items():
+                todo.setdefault(hs[n], t)
+        missing = self.store.missing_tensors(todo)
+        total = sum(todo[d].nbytes for d in missing)
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"commit {name}", delay=1.0, leave=False) as bar:
+            for digest in missing:
+                self.store.write_tensor(digest, todo[digest], bar.update)
+
+    def _store_file(self, path: Path, name: str, data: bytes | None = None) -> FileEntry:
+        data = path.read_bytes() if data is None else data
+        return FileEntry(name, len(data), path.stat().st_mtime, self.store.put_file(data))
+
+    # -- files -----------------------------------------------------------------------------------
+    def add(
+        self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], author: str | None = None
+    ) -> list[FileEntry]:
+        """Stage files or folders (recursively) for the next commit by this author."""
+        author = author or current_user()
+        entries = [self._store_file(path, name) for path, name in _expand(paths)]
+        for entry in entries:
+            self.store.stage(entry.to_dict(), author)
+        return entries
+
+    def staged(self, author: str | None = None) -> list[FileEntry]:
+        entries = self.store.staged(author or current_user()).values()
+        return sorted((FileEntry(e["name"], e["size"], e["mtime"], e["hash"]) for e in entries), key=lambda f: f.name)
+
+    def files(self, ref: str | Version, include: str | None = None, sortby: str = "name") -> list[FileEntry]:
+        keys = {"name": lambda f: f.name, "mod": lambda f: f.mtime, "size": lambda f: f.size}
+        if sortby not in keys:
+            raise UsageError(f"sortby must be one of {', '.join(keys)}, got {sortby!r}")
+        entries = list(self.get(ref).files)
+        if include:
+            entries = [
+                f for f in entries if fnmatch.fnmatch(f.name, include) or fnmatch.fnmatch(Path(f.name).name, include)
+            ]
+        return sorted(entries, key=keys[sortby])
+
+    def pull_files(
+        self, ref: str | Version, dest: str | os.PathLike[str], names: Iterable[str] | None = None
+    ) -> list[Path]:
+        """Copy a version's files into ``dest`` (never outside it), keeping their mtimes."""
+        version = self.get(ref)
+        entries = {f.name: f for f in version.files}
+        wanted = list(entries) if names is None else list(names)
+        unknown = [n for n in wanted if n not in entries]
+        if unknown:
+            raise UsageError(
+                f"{version.ref} has no file {unknown[0]!r}; it has: {', '.join(sorted(entries)) or 'none'}"
+            )
+        root = Path(dest).expanduser().resolve()
+        written = []
+        for name in wanted:
+            entry = entries[name]
+            target = (root / name).resolve()
+            if not target.is_relative_to(root):
+                raise CorruptObject(f"{version.ref}: file name {name!r} would escape {root}; refusing to write it")
+            data = self.store.get_file(entry.hash, entry.size, f"{version.ref}: file {name!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            os.utime(target, (entry.mtime, entry.mtime))
+            written.append(target)
+        return written
+
+    # -- loading -------------------------------------------------------------------------------
+    def load(
+        self,
+        ref: str | Version,
+        framework: str = "numpy",
+        snapshot: int | None = None,
+        keys: Iterable[str] | str | None = None,
+    ) -> dict[str, Any]:
+        """The version's tensors as numpy arrays or torch tensors; ties share one object.
+
+        ``snapshot`` picks a training step (default: the last); ``keys`` (names or globs) loads
+        only those tensors and reads nothing else.
+        """
+        if framework not in adapters.FRAMEWORKS:
+            raise UsageError(f"unknown framework {framework!r}: use one of {', '.join(adapters.FRAMEWORKS)}")
+        version = self.get(ref)
+        snap = self._snapshot(version, snapshot)
+        tensors: dict[str, Any] = snap["tensors"]
+        ties: dict[str, str] = snap.get("ties", {})
+        names = self._select(version, list(tensors) + list(ties), keys)
+        sources = sorted({ties.get(n, n) for n in names}, key=list(tensors).index)
+        total = sum(TensorInfo(n, tensors[n]["dtype"], tuple(tensors[n]["shape"]), "").nbytes for n in sources)
+        loaded: dict[str, Any] = {}
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"load {version.ref}", delay=1.0, leave=False) as bar:
+            for n in sources:
+                t = tensors[n]
+                tensor = self.store.read_tensor(
+                    t["hash"], t["dtype"], tuple(t["shape"]), f"{version.ref}: tensor {n!r}", bar.update
+                )
+                loaded[n] = adapters.convert(tensor, framework)
+        return {n: loaded[ties.get(n, n)] for n in names}
+
+    def _snapshot(self, version: Version, step: int | None) -> dict[str, Any]:
+        record = self._record(version.id, version.ref)
+        if step is None:
+            return dict(record["snapshots"][-1])
+        for snap in record["snapshots"]:
+            if snap.get("step") == step:
+                return dict(snap)
+        steps = [s.get("step") for s in record["snapshots"]]
+        raise UsageError(f"{version.ref} has no snapshot at step {step}; its steps are {steps}")
+
+    @staticmethod
+    def _select(version: Version, names: list[str], keys: Iterable[str] | str | None) -> list[str]:
+        if keys is None:
+            return names
+        if isinstance(keys, str):
+            keys = [keys]
+        chosen: list[str] = []
+        for key in keys:
+            hits = [n for n in names if n == key] or [n for n in names if fnmatch.fnmatchcase(n, key)]
+            if not hits:
+                close = difflib.get_close_matches(key, names, n=3)
+                hint = f"; closest: {', '.join(close)}" if close else ""
+                raise UsageError(f"{version.ref} has no tensor {key!r}{hint}")
+            chosen += [h for h in hits if h not in chosen]
+        return chosen
+
+    def checkout(self, ref: str | Version, module: Any, snapshot: int | None = None) -> Version:
+        """Load a version's weights into ``module`` (strict: names and shapes must match)."""
+        version = self.get(ref)
+        state = self.load(version, framework="torch", snapshot=snapshot)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            raise UsageError(f"{version.ref} does not fit this module: {' '.join(lines[1:3]) or lines[0]}") from exc
+        return version
+
+    # -- changing refs ---------------------------------------------------------------------------
+    def copy(self, ref: str | Version, new_name: str, message: str | None = None) -> Version:
+        """A new model whose first version shares every object of ``ref`` (nothing is copied)."""
+        check_name(new_name)
+        source = self.get(ref)
+        record = dict(self._record(source.id, source.ref))
+        record.update(
+            model=new_name,
+            message=message if message is not None else f"copy of {source.ref}",
+            author=current_user(),
+            created=_now(),
+            parents=[source.id],
+            nonce=uuid.uuid4().hex,
+        )
+        version_id = self.store.put_document("versions", record)
+        number = self.store.refs.allocate(new_name, version_id)
+        return self._version(new_name, number, version_id)
+
+    def tag(self, ref: str | Version, tag: str, force: bool = False) -> Version:
+        version = self.get(ref)
+        self.store.refs.set_tag(version.model, tag, version.number, force=force)
+        return self.get(f"{version.model}@{version.number}")
+
+    def delete(self, ref: str | Version) -> Version:
+        """Hide a version; ``gc`` reclaims whatever only it used."""
+        version = self.get(ref)
+        self.store.refs.delete(version.model, version.number)
+        return version
+
+    def gc(self, break_lock: bool = False) -> GcReport:
+        return self.store.gc(break_lock=break_lock)
+
+    def fsck(self) -> FsckReport:
+        with tqdm(unit="B", unit_scale=True, desc="fsck", delay=1.0, leave=False) as bar:
+            return self.store.fsck(bar.update)
+
+    # -- summaries ---------------------------------------------------------------------------------
+    def describe(self, ref: str | Version) -> dict[str, Any]:
+        """Layers (from parameter names), shapes and parameter counts of a version."""
+        version = self.get(ref)
+        layers: dict[str, dict[str, Any]] = {}
+        for info in version.tensors.values():
+            layer, _, param = info.name.rpartition(".")
+            entry = layers.setdefault(layer or "(top)", {"layer": layer or "(top)", "parameters": 0, "tensors": {}})
+            entry["parameters"] += info.count
+            entry["tensors"][param] = {"dtype": info.dtype, "shape": list(info.shape)}
+        return {
+            "version": version.to_dict(),
+            "parameters": version.parameter_count,
+            "bytes": version.nbytes,
+            "ties": version.ties,
+            "layers": list(layers.values()),
+            "metrics": version.metrics,
+            "curves": {k: [list(p) for p in c] for k, c in version.curves.items()},
+            "files": [f.to_dict() for f in version.files],
+        }
+
+    def diff(self, a: str | Version, b: str | Version, all_params: bool = False) -> dict[str, Any]:
+        """What changed from ``a`` to ``b``: tensors (with change norms), params, metrics."""
+        import numpy as np
+
+        va, vb = self.get(a), self.get(b)
+        changed, same, shape_changed = [], [], []
+        for name in sorted(set(va.tensors) & set(vb.tensors)):
+            ta, tb = va.tensors[name], vb.tensors[name]
+            if ta.hash == tb.hash:  # decided by hash: nothing is read
+                same.append(name)
+                continue
+            if ta.shape != tb.shape or ta.dtype != tb.dtype:
+                shape_changed.append(
+                    {"name": name, "from": [ta.dtype, list(ta.shape)], "to": [tb.dtype, list(tb.shape)]}
+                )
+                continue
+            xa = self.load(va, keys=[name])[name].astype(np.float64)
+            xb = self.load(vb, keys=[name])[name].astype(np.float64)
+            norm_a = float(np.linalg.norm(xa))
+            delta = float(np.linalg.norm(xb - xa))
+            changed.append({"name": name, "l2": delta, "relative": delta / norm_a if norm_a else float("inf")})
+        keys = sorted(set(va.params) | set(vb.params))
+        params = {
+            k: {"from": va.params.get(k), "to": vb.params.get(k)}
+            for k in keys
+            if all_params or va.params.get(k) != vb.params.get(k)
+        }
+        metric_keys = sorted(set(va.metrics) | set(vb.metrics))
+        return {
+            "a": va.ref,
+            "b": vb.ref,
+            "added": sorted(set(vb.tensors) - set(va.tensors)),
+            "removed": sorted(set(va.tensors) - set(vb.tensors)),
+            "changed": changed,
+            "reshaped": shape_changed,
+            "unchanged": len(same),
+            "params": params,
+            "metrics": {k: {"a": va.metrics.get(k), "b": vb.metrics.get(k)} for k in metric_keys},
+        }
+
+
+def _invert(tags: Mapping[str, int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for tag, number in tags.items():
+        out.setdefault(number, []).append(tag)
+    return out
+
+
+def _expand(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:
+    """Files under each path, with the names they are stored by (relative, '/'-separated)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise UsageError(f"no such file or folder: {path}")
+        base = path.parent.resolve()
+        cwd = Path.cwd().resolve()
+        if path.resolve().is_relative_to(cwd):
+            base = cwd
+        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in found:
+            yield file, file.resolve().relative_to(base).as_posix()
+
+
+def _merge_files(staged: Iterable[Mapping[str, Any]], attached: list[FileEntry]) -> list[FileEntry]:
+    merged = {e["name"]: FileEntry(e["name"], e["size"], e["mtime"], e["hash"]) for e in staged}
+    merged.update({f.name: f for f in attached})
+    return sorted(merged.values(), key=lambda f: f.name)
+
+
+def open(location: str | os.PathLike[str] | ZarrStore | None = None, read_only: bool = False) -> Repository:
+    """Open (creating if needed) the repository at a path or URL; default ``$MODELHUB_PATH`` or ``~/.modelhub``."""
+    return Repository(location, read_only=read_only)
+
+
+@contextmanager
+def opened(location: str | os.PathLike[str] | ZarrStore | None = None, read_only: bool = False) -> Iterator[Repository]:
+    repo = open(location, read_only=read_only)
+    try:
+        yield repo
+    finally:
+        repo.close()

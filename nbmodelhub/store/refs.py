@@ -1,0 +1,141 @@
+"""Refs: the only mutable state, kept as an append-only set of tiny documents.
+
+Every change creates a new key with an atomic create-if-absent, which both local disks (O_EXCL)
+and object storage (If-None-Match) provide; nothing is ever overwritten, so a concurrent writer
+can lose a race but never a version:
+
+    refs/models/<name>/versions/<N>       → {"version": <id>}  — version N of the model
+    refs/models/<name>/deleted/<N>        → tombstone: version N is hidden; gc reclaims it
+    refs/models/<name>/tags/<tag>/<seq>   → {"number": N}; the highest seq is the tag's target
+
+Numbers are allocated by trying to create ``versions/<max+1>`` and retrying on a lost race.
+Refs are immutable once created, so they are cached per process.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from nbmodelhub.errors import ConcurrentUpdate, UsageError
+from nbmodelhub.store.backend import Backend
+from nbmodelhub.store.documents import check_name, group_node, parse_group_node
+
+MODELS = "refs/models/"
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return os.environ.get("USER", "unknown")
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    model: str
+    number: int
+    version_id: str
+
+
+def _numbers(names: list[str]) -> list[int]:
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+class Refs:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._ids: dict[tuple[str, int], str] = {}
+
+    # -- reading -------------------------------------------------------------------------------
+    def models(self) -> list[str]:
+        return [m for m in self.backend.list_dir(MODELS) if m != "zarr.json"]
+
+    def numbers(self, model: str, include_deleted: bool = False) -> list[int]:
+        numbers = _numbers(self.backend.list_dir(f"{MODELS}{model}/versions/"))
+        if include_deleted:
+            return numbers
+        hidden = self.deleted(model)
+        return [n for n in numbers if n not in hidden]
+
+    def deleted(self, model: str) -> set[int]:
+        return set(_numbers(self.backend.list_dir(f"{MODELS}{model}/deleted/")))
+
+    def version_ids(self, model: str, numbers: list[int]) -> dict[int, str]:
+        missing = [n for n in numbers if (model, n) not in self._ids]
+        if missing:
+            keys = [f"{MODELS}{model}/versions/{n}/zarr.json" for n in missing]
+            for n, raw in zip(missing, self.backend.get_many(keys), strict=True):
+                if raw is None:
+                    continue
+                attrs = parse_group_node(raw, f"ref {model}@{n}")
+                self._ids[(model, n)] = str(attrs["version"])
+        return {n: self._ids[(model, n)] for n in numbers if (model, n) in self._ids}
+
+    def all_versions(self, include_deleted: bool = False) -> list[VersionRef]:
+        out = []
+        for model in self.models():
+            numbers = self.numbers(model, include_deleted)
+            for n, vid in self.version_ids(model, numbers).items():
+                out.append(VersionRef(model, n, vid))
+        return out
+
+    def tags(self, model: str) -> dict[str, int]:
+        tags: dict[str, int] = {}
+        for tag in self.backend.list_dir(f"{MODELS}{model}/tags/"):
+            if tag == "zarr.json":
+                continue
+            seqs = _numbers(self.backend.list_dir(f"{MODELS}{model}/tags/{tag}/"))
+            if not seqs:
+                continue
+            raw = self.backend.get(f"{MODELS}{model}/tags/{tag}/{seqs[-1]}/zarr.json")
+            if raw is not None:
+                tags[tag] = int(parse_group_node(raw, f"tag {model}:{tag}")["number"])
+        return tags
+
+    # -- writing -------------------------------------------------------------------------------
+    def _ensure_model(self, model: str) -> None:
+        for sub in ("", "versions/", "deleted/", "tags/"):
+            self.backend.create(f"{MODELS}{model}/{sub}zarr.json", group_node({}))
+
+    def _create(self, key: str, attributes: dict[str, Any]) -> bool:
+        doc = {**attributes, "token": uuid.uuid4().hex, "author": current_user(), "time": time.time()}
+        return self.backend.create(key, group_node(doc))
+
+    def allocate(self, model: str, version_id: str, attempts: int = 1000) -> int:
+        """Give ``version_id`` the next free number of ``model`` (compare-and-swap loop)."""
+        check_name(model)
+        self._ensure_model(model)
+        for _ in range(attempts):
+            existing = self.numbers(model, include_deleted=True)
+            number = (existing[-1] if existing else 0) + 1
+            while True:
+                if self._create(f"{MODELS}{model}/versions/{number}/zarr.json", {"version": version_id}):
+                    self._ids[(model, number)] = version_id
+                    return number
+                number += 1
+                if number > (existing[-1] if existing else 0) + 64:
+                    break
+        raise ConcurrentUpdate(f"could not number a new version of {model}: too many concurrent writers, retry")
+
+    def delete(self, model: str, number: int) -> None:
+        self._create(f"{MODELS}{model}/deleted/{number}/zarr.json", {"number": number})
+
+    def set_tag(self, model: str, tag: str, number: int, force: bool = False) -> None:
+        check_name(tag, "tag name")
+        self._ensure_model(model)
+        current = self.tags(model)
+        if tag in current and current[tag] != number and not force:
+            raise UsageError(f"tag {model}:{tag} already points at {model}@{current[tag]}: pass --force to move it")
+        if current.get(tag) == number:
+            return
+        self.backend.create(f"{MODELS}{model}/tags/{tag}/zarr.json", group_node({}))
+        while True:
+            seqs = _numbers(self.backend.list_dir(f"{MODELS}{model}/tags/{tag}/"))
+            seq = (seqs[-1] if seqs else 0) + 1
+            if self._create(f"{MODELS}{model}/tags/{tag}/{seq}/zarr.json", {"number": number}):
+                return

@@ -1,0 +1,358 @@
+"""The repository on disk (or in any zarr store): content-addressed objects plus refs.
+
+Layout (one zarr v3 hierarchy; every node has a ``zarr.json``)::
+
+    zarr.json                          root group; attributes.nbmodelhub = {"format": 1}
+    objects/tensors/<blake3>/          a tensor: a plain zarr array (see tensors.py)
+    objects/files/<blake3>/            an attached file: a uint8 zarr array
+    objects/versions/<blake3>/         a version record: group attributes (see api.py)
+    objects/graphs/<blake3>/           a layer graph: group attributes
+    refs/models/<name>/...             version numbers, tags, tombstones (see refs.py)
+    refs/staging/<user>/<key>/         files staged by `add` for the user's next commit
+    refs/leases/<token>/               objects an unfinished commit is about to reference
+    refs/gc-lock/                      present while a gc runs
+
+Objects are immutable and written before anything refers to them; a version becomes visible
+when its number ref is created, last. So a crash leaves the repository as it was plus
+unreferenced objects, which ``gc`` removes. ``gc`` and commits meet through leases and the gc
+lock: a commit writes its lease, then checks the lock; gc takes the lock, then reads the leases.
+Whatever the interleaving, either gc sees the lease or the commit sees the lock and waits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from zarr.abc.store import Store as ZarrStore
+
+from nbmodelhub.errors import ConcurrentUpdate, CorruptObject, NotARepository
+from nbmodelhub.store.backend import Backend, open_zarr_store
+from nbmodelhub.store.documents import content_id, group_node, parse_group_node
+from nbmodelhub.store.refs import Refs, current_user
+from nbmodelhub.store.tensors import Tensor, read_metadata, read_tensor, tensor_hash, write_tensor
+
+FORMAT = 1
+KINDS = ("tensors", "files", "versions", "graphs")
+LEASE_TTL = 24 * 3600.0
+GC_LOCK_TTL = 15 * 60.0
+_GROUPS = ["objects", *(f"objects/{k}" for k in KINDS), "refs", "refs/models", "refs/staging", "refs/leases"]
+
+Progress = Callable[[int], None]
+
+
+def _noop(_: int) -> None:
+    pass
+
+
+@dataclass
+class FsckReport:
+    problems: list[str] = field(default_factory=list)
+    versions: int = 0
+    objects: int = 0
+    bytes_checked: int = 0
+    debris: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class GcReport:
+    removed: dict[str, int] = field(default_factory=dict)
+    kept: int = 0
+    bytes_freed: int = 0
+
+
+class Store:
+    """Objects and refs of one repository. Knows zarr, not frameworks."""
+
+    def __init__(self, location: str | os.PathLike[str] | ZarrStore | None, read_only: bool = False) -> None:
+        self.backend = Backend(open_zarr_store(location, read_only))
+        self.refs = Refs(self.backend)
+        self.pool = ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 2)), thread_name_prefix="nbmodelhub")
+        self._records: dict[str, dict[str, Any]] = {}
+        self._open()
+
+    @property
+    def location(self) -> str:
+        return self.backend.location
+
+    def _open(self) -> None:
+        raw = self.backend.get("zarr.json")
+        if raw is None:
+            if any(True for _ in self.backend.list_prefix("")):
+                raise NotARepository(
+                    f"{self.location} holds other data, not an nbmodelhub repository: use an empty folder"
+                )
+            self.backend.create("zarr.json", group_node({"nbmodelhub": {"format": FORMAT}}))
+            raw = self.backend.get("zarr.json") or b""
+        attrs = parse_group_node(raw, f"the repository root of {self.location}")
+        info = attrs.get("nbmodelhub")
+        if not isinstance(info, dict):
+            raise NotARepository(f"{self.location} is a zarr hierarchy but not an nbmodelhub repository")
+        if int(info.get("format", 0)) > FORMAT:
+            raise NotARepository(f"{self.location} was written by a newer nbmodelhub: upgrade the package")
+        if not self.backend.read_only and self.backend.get("refs/models/zarr.json") is None:
+            for group in _GROUPS:
+                self.backend.create(f"{group}/zarr.json", group_node({}))
+
+    # -- tensors -------------------------------------------------------------------------------
+    def hash_tensors(self, tensors: Mapping[str, Tensor]) -> dict[str, str]:
+        names = list(tensors)
+        digests = self.pool.map(lambda n: tensor_hash(tensors[n]), names)
+        return dict(zip(names, digests, strict=True))
+
+    def has_tensor(self, digest: str) -> bool:
+        meta = read_metadata(self.backend, f"objects/tensors/{digest}")
+        return meta is not None and meta["attributes"]["nbmodelhub"]["hash"] == digest  # type: ignore[index]
+
+    def missing_tensors(self, digests: Iterable[str]) -> list[str]:
+        unique = sorted(set(digests))
+        present = list(self.pool.map(self.has_tensor, unique))
+        return [d for d, ok in zip(unique, present, strict=True) if not ok]
+
+    def write_tensor(self, digest: str, tensor: Tensor, progress: Progress = _noop) -> None:
+        write_tensor(self.backend, f"objects/tensors/{digest}", tensor, digest, self.pool, progress)
+
+    def read_tensor(
+        self,
+        digest: str,
+        dtype: str,
+        shape: tuple[int, ...],
+        what: str,
+        progress: Progress = _noop,
+        verify: bool = True,
+    ) -> Tensor:
+        path = f"objects/tensors/{digest}"
+        if read_metadata(self.backend, path) is None:
+            raise CorruptObject(f"{what}: tensor object {digest[:12]} is missing or its zarr.json is damaged")
+        return read_tensor(self.backend, path, dtype, shape, digest, self.pool, progress, what, verify)
+
+    # -- files -----------------------------------------------------------------------------------
+    @staticmethod
+    def file_hash(data: bytes) -> str:
+        return tensor_hash(Tensor("uint8", np.frombuffer(data, dtype=np.uint8)))
+
+    def put_file(self, data: bytes) -> str:
+        tensor = Tensor("uint8", np.frombuffer(data, dtype=np.uint8))
+        digest = tensor_hash(tensor)
+        if read_metadata(self.backend, f"objects/files/{digest}") is None:
+            write_tensor(self.backend, f"objects/files/{digest}", tensor, digest, self.pool, _noop)
+        return digest
+
+    def get_file(self, digest: str, size: int, what: str) -> bytes:
+        path = f"objects/files/{digest}"
+        if read_metadata(self.backend, path) is None:
+            raise CorruptObject(f"{what}: file object {digest[:12]} is missing")
+        return read_tensor(self.backend, path, "uint8", (size,), digest, self.pool, _noop, what).array.tobytes()
+
+    # -- documents -------------------------------------------------------------------------------
+    def put_document(self, kind: str, doc: Mapping[str, Any]) -> str:
+        digest = content_id(doc)
+        self.backend.create(f"objects/{kind}/{digest}/zarr.json", group_node(doc))
+        return digest
+
+    def get_document(self, kind: str, digest: str, what: str) -> dict[str, Any]:
+        cached = self._records.get(digest)
+        if cached is not None:
+            return cached
+        raw = self.backend.get(f"objects/{kind}/{digest}/zarr.json")
+        if raw is None:
+            raise CorruptObject(f"{what}: its {kind[:-1]} record {digest[:12]} is missing")
+        doc = parse_group_node(raw, f"{what}: {kind[:-1]} record {digest[:12]}")
+        if content_id(doc) != digest:
+            raise CorruptObject(f"{what}: {kind[:-1]} record {digest[:12]} does not match its hash (it was altered)")
+        self._records[digest] = doc
+        return doc
+
+    def document_ids(self, kind: str) -> list[str]:
+        return [d for d in self.backend.list_dir(f"objects/{kind}/") if d != "zarr.json"]
+
+    # -- staging ----------------------------------------------------------------------------------
+    def stage(self, entry: Mapping[str, Any], author: str) -> None:
+        key = hashlib.sha1(str(entry["name"]).encode()).hexdigest()
+        prefix = f"refs/staging/{author}/{key}"
+        self.backend.create(f"refs/staging/{author}/zarr.json", group_node({}))
+        # A re-add of the same name replaces the staged entry (staging is the user's scratch area).
+        self.backend.set(f"{prefix}/zarr.json", group_node(dict(entry)))
+
+    def staged(self, author: str) -> dict[str, dict[str, Any]]:
+        keys = [k for k in self.backend.list_dir(f"refs/staging/{author}/") if k != "zarr.json"]
+        raws = self.backend.get_many([f"refs/staging/{author}/{k}/zarr.json" for k in keys])
+        return {k: parse_group_node(r, "a staged file") for k, r in zip(keys, raws, strict=True) if r is not None}
+
+    def unstage(self, author: str, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.backend.delete(f"refs/staging/{author}/{key}/zarr.json")
+
+    # -- leases and the gc lock ---------------------------------------------------------------------
+    def take_lease(self, objects: Iterable[str], wait: float = GC_LOCK_TTL) -> str:
+        """Protect ``objects`` (``kind/hash``) from a concurrent gc until ``release``."""
+        token = uuid.uuid4().hex
+        doc = {"objects": sorted(set(objects)), "time": time.time(), "author": current_user()}
+        self.backend.set(f"refs/leases/{token}/zarr.json", group_node(doc))
+        deadline = time.monotonic() + wait
+        while self._gc_lock_held():
+            if time.monotonic() > deadline:
+                self.release(token)
+                raise ConcurrentUpdate("a gc has held the repository for too long: retry, or `dlv gc --break-lock`")
+            time.sleep(0.1)
+        return token
+
+    def release(self, token: str) -> None:
+        self.backend.delete(f"refs/leases/{token}/zarr.json")
+
+    def _gc_lock_held(self) -> bool:
+        raw = self.backend.get("refs/gc-lock/zarr.json")
+        if raw is None:
+            return False
+        try:
+            started = float(json.loads(raw)["attributes"]["time"])
+        except (ValueError, KeyError, TypeError):
+            return True
+        return time.time() - started < GC_LOCK_TTL
+
+    def _leased(self) -> set[str]:
+        leased: set[str] = set()
+        now = time.time()
+        for token in self.backend.list_dir("refs/leases/"):
+            if token == "zarr.json":
+                continue
+            raw = self.backend.get(f"refs/leases/{token}/zarr.json")
+            if raw is None:
+                continue
+            try:
+                doc = json.loads(raw)["attributes"]
+            except (ValueError, KeyError):
+                continue
+            if now - float(doc.get("time", 0)) < LEASE_TTL:
+                leased.update(doc.get("objects", []))
+            else:
+                self.release(token)  # an abandoned commit's lease
+        return leased
+
+    # -- reachability, gc, fsck ---------------------------------------------------------------------
+    def live_versions(self) -> list[tuple[str, int, str]]:
+        return [(r.model, r.number, r.version_id) for r in self.refs.all_versions()]
+
+    @staticmethod
+    def record_objects(record: Mapping[str, Any]) -> set[str]:
+        objects = {f"tensors/{t['hash']}" for s in record.get("snapshots", []) for t in s["tensors"].values()}
+        objects |= {f"files/{f['hash']}" for f in record.get("files", [])}
+        if record.get("graph"):
+            objects.add(f"graphs/{record['graph']}")
+        return objects
+
+    def gc(self, break_lock: bool = False) -> GcReport:
+        lock = "refs/gc-lock/zarr.json"
+        if break_lock:
+            self.backend.delete(lock)
+        if not self.backend.create(
+            lock, group_node({"time": time.time(), "token": uuid.uuid4().hex, "author": current_user()})
+        ):
+            if self._gc_lock_held():
+                raise ConcurrentUpdate(
+                    "another gc is running on this repository: wait for it, or `dlv gc --break-lock` if it died"
+                )
+            self.backend.delete(lock)
+            return self.gc()
+        try:
+            listed = {kind: self.document_ids(kind) for kind in KINDS}
+            live: set[str] = set(self._leased())
+            for model, number, vid in self.live_versions():
+                live.add(f"versions/{vid}")
+                live |= self.record_objects(self.get_document("versions", vid, f"{model}@{number}"))
+            for user in self.backend.list_dir("refs/staging/"):
+                if user != "zarr.json":
+                    live |= {f"files/{e['hash']}" for e in self.staged(user).values()}
+            report = GcReport()
+            for kind, digests in listed.items():
+                for digest in digests:
+                    if f"{kind}/{digest}" in live:
+                        report.kept += 1
+                        continue
+                    report.bytes_freed += int(self._size(f"objects/{kind}/{digest}"))
+                    self.backend.delete_prefix(f"objects/{kind}/{digest}")
+                    report.removed[kind] = report.removed.get(kind, 0) + 1
+            return report
+        finally:
+            self.backend.delete(lock)
+
+    def _size(self, prefix: str) -> int:
+        from zarr.core.sync import sync
+
+        try:
+            return int(sync(self.backend.store.getsize_prefix(prefix)))
+        except (NotImplementedError, FileNotFoundError):
+            return 0
+
+    def size(self) -> int:
+        return self._size("objects")
+
+    def fsck(self, progress: Progress = _noop) -> FsckReport:
+        """Re-hash every reachable object; report each problem naming the object and version."""
+        report = FsckReport()
+        verdicts: dict[str, str | None] = {}  # object → problem, checked once however often shared
+        for model, number, vid in self.live_versions():
+            where = f"{model}@{number}"
+            report.versions += 1
+            try:
+                record = self.get_document("versions", vid, where)
+            except CorruptObject as exc:
+                report.problems.append(str(exc))
+                continue
+            for key, what in self._objects_of(record, where):
+                if key not in verdicts:
+                    verdicts[key] = self._check(key, record, what, progress)
+                problem = verdicts[key]
+                if problem:
+                    report.problems.append(problem if problem.startswith(where) else f"{what}: {problem}")
+        report.objects = len(verdicts)
+        for kind in ("tensors", "files"):
+            for digest in self.document_ids(kind):
+                if read_metadata(self.backend, f"objects/{kind}/{digest}") is None:
+                    report.debris += 1
+        return report
+
+    @staticmethod
+    def _objects_of(record: Mapping[str, Any], where: str) -> Iterator[tuple[str, str]]:
+        for snap in record.get("snapshots", []):
+            step = f" (step {snap['step']})" if snap.get("step") is not None else ""
+            for name, t in snap["tensors"].items():
+                yield f"tensors/{t['hash']}/{name}", f"{where}: tensor {name!r}{step}"
+        for f in record.get("files", []):
+            yield f"files/{f['hash']}", f"{where}: file {f['name']!r}"
+        if record.get("graph"):
+            yield f"graphs/{record['graph']}", f"{where}: layer graph"
+
+    def _check(self, key: str, record: Mapping[str, Any], what: str, progress: Progress) -> str | None:
+        kind, digest, *rest = key.split("/", 2)
+        try:
+            if kind == "tensors":
+                name = rest[0]
+                for snap in record["snapshots"]:
+                    t = snap["tensors"].get(name)
+                    if t is not None and t["hash"] == digest:
+                        self.read_tensor(digest, t["dtype"], tuple(t["shape"]), what, progress)
+                        break
+            elif kind == "files":
+                size = next(f["size"] for f in record["files"] if f["hash"] == digest)
+                self.get_file(digest, size, what)
+            else:
+                self.get_document(kind, digest, what)
+        except CorruptObject as exc:
+            return str(exc)
+        return None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)

@@ -1,0 +1,290 @@
+"""Tensors as plain zarr v3 arrays, named by their content hash.
+
+A tensor object is the array ``objects/tensors/<hash>``: chunks along the first axis, each chunk
+bit-shuffled and LZ4-compressed by zarr's standard ``blosc`` codec (bit-shuffling puts the sign and
+exponent bits of neighbouring floats together, which is what makes float weights compress at all).
+Any zarr client opens it. We encode and decode chunks ourselves (same codec, same bytes) so that a
+tensor is decoded straight into the caller's buffer and every byte read is counted and hashed.
+
+Write order makes an object visible last: chunks first, then ``zarr.json``. A writer killed
+midway leaves chunks without metadata, which is no object at all (``gc`` removes the debris).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import blake3
+import numcodecs.blosc
+import numpy as np
+from numcodecs import Blosc
+
+from nbmodelhub.errors import CorruptObject, UsageError
+from nbmodelhub.store.backend import Backend
+
+# Our worker threads compress chunks in parallel; blosc's global thread pool would fight them.
+numcodecs.blosc.use_threads = False
+
+CHUNK_BYTES = 8 << 20
+_CODEC = Blosc(cname="lz4", clevel=1, shuffle=Blosc.BITSHUFFLE, blocksize=0)
+
+# Logical dtype (what the user's framework calls it) → how its bits are stored in zarr.
+# zarr v3 has no bfloat16, so its bit patterns live in uint16 and the attribute says what they are.
+STORAGE_DTYPES: dict[str, str] = {
+    "float64": "float64",
+    "float32": "float32",
+    "float16": "float16",
+    "bfloat16": "uint16",
+    "int64": "int64",
+    "int32": "int32",
+    "int16": "int16",
+    "int8": "int8",
+    "uint64": "uint64",
+    "uint32": "uint32",
+    "uint16": "uint16",
+    "uint8": "uint8",
+    "bool": "bool",
+}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """An array plus the dtype its framework gave it (``array`` holds the storage dtype)."""
+
+    dtype: str
+    array: np.ndarray
+
+    @staticmethod
+    def of(array: np.ndarray, dtype: str | None = None) -> Tensor:
+        logical = dtype or str(array.dtype)
+        if logical not in STORAGE_DTYPES:
+            raise UsageError(f"unsupported dtype {logical}: supported are {', '.join(STORAGE_DTYPES)}")
+        storage = np.ascontiguousarray(array)
+        if str(storage.dtype) != STORAGE_DTYPES[logical]:
+            raise UsageError(f"a {logical} tensor must be held as {STORAGE_DTYPES[logical]}, got {storage.dtype}")
+        return Tensor(logical, storage)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.array.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.array.nbytes)
+
+
+def _header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    return f"nbmodelhub-tensor\0{dtype}\0{','.join(map(str, shape))}\0".encode()
+
+
+def flat_bytes(array: np.ndarray) -> np.ndarray:
+    """The C-order bytes of a contiguous array as a uint8 view (no copy)."""
+    return array.reshape(-1).view(np.uint8)
+
+
+def tensor_hash(tensor: Tensor) -> str:
+    """Content hash over dtype, shape and bytes: equal tensors get equal names across models."""
+    hasher = blake3.blake3(_header(tensor.dtype, tensor.shape), max_threads=blake3.blake3.AUTO)
+    hasher.update(flat_bytes(tensor.array).data)
+    return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a tensor is cut into chunks: ``rows`` of the first axis per chunk."""
+
+    shape: tuple[int, ...]
+    storage_dtype: str
+    rows: int
+
+    @staticmethod
+    def plan(shape: tuple[int, ...], storage_dtype: str) -> Layout:
+        if not shape:
+            return Layout(shape, storage_dtype, 1)
+        row_bytes = max(1, math.prod(shape[1:]) * np.dtype(storage_dtype).itemsize)
+        max_rows = max(1, CHUNK_BYTES // row_bytes)
+        chunks = max(1, math.ceil(shape[0] / max_rows))
+        # Spread rows evenly so the padded edge chunk wastes as little as possible.
+        return Layout(shape, storage_dtype, max(1, math.ceil(shape[0] / chunks)))
+
+    @property
+    def chunk_shape(self) -> list[int]:
+        if not self.shape:
+            return []
+        return [self.rows, *(max(1, d) for d in self.shape[1:])]
+
+    @property
+    def chunk_count(self) -> int:
+        if not self.shape:
+            return 1
+        if math.prod(self.shape) == 0:
+            return 0
+        return math.ceil(self.shape[0] / self.rows)
+
+    def chunk_key(self, index: int) -> str:
+        if not self.shape:
+            return "c"
+        return "c/" + "/".join([str(index)] + ["0"] * (len(self.shape) - 1))
+
+    def row_range(self, index: int) -> tuple[int, int]:
+        if not self.shape:
+            return 0, 1
+        start = index * self.rows
+        return start, min(self.shape[0], start + self.rows)
+
+    @property
+    def row_bytes(self) -> int:
+        return (
+            math.prod(self.shape[1:]) * np.dtype(self.storage_dtype).itemsize
+            if self.shape
+            else np.dtype(self.storage_dtype).itemsize
+        )
+
+    def chunk_nbytes(self) -> int:
+        return self.rows * self.row_bytes
+
+
+def zarr_metadata(tensor_dtype: str, shape: tuple[int, ...], layout: Layout, attributes: dict[str, object]) -> bytes:
+    """The array's ``zarr.json``: standard zarr v3, readable by any zarr client."""
+    storage = layout.storage_dtype
+    itemsize = np.dtype(storage).itemsize
+    bytes_codec: dict[str, object] = {"name": "bytes"}
+    if itemsize > 1:
+        bytes_codec["configuration"] = {"endian": "little"}
+    fill: object = False if storage == "bool" else (0.0 if storage.startswith("float") else 0)
+    doc = {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(shape),
+        "data_type": storage,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": layout.chunk_shape}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": fill,
+        "codecs": [
+            bytes_codec,
+            {
+                "name": "blosc",
+                "configuration": {
+                    "typesize": itemsize,
+                    "cname": "lz4",
+                    "clevel": 1,
+                    "shuffle": "bitshuffle",
+                    "blocksize": 0,
+                },
+            },
+        ],
+        "attributes": {"nbmodelhub": {"kind": "tensor", "dtype": tensor_dtype, **attributes}},
+    }
+    return json.dumps(doc, indent=1).encode()
+
+
+def _encode_chunk(tensor: Tensor, layout: Layout, index: int) -> bytes:
+    start, stop = layout.row_range(index)
+    if not layout.shape:
+        rows = tensor.array.reshape(1)
+    else:
+        rows = tensor.array[start:stop]
+        if stop - start < layout.rows:
+            # zarr stores edge chunks at full chunk size, padded with the fill value.
+            padded = np.zeros((layout.rows, *layout.shape[1:]), dtype=tensor.array.dtype)
+            padded[: stop - start] = rows
+            rows = padded
+    return bytes(_CODEC.encode(np.ascontiguousarray(rows)))
+
+
+def write_tensor(
+    backend: Backend,
+    path: str,
+    tensor: Tensor,
+    digest: str,
+    pool: Executor,
+    progress: Callable[[int], None],
+) -> None:
+    """Write chunks in parallel, then the metadata that makes the object exist."""
+    layout = Layout.plan(tensor.shape, tensor.array.dtype.name)
+
+    def one(index: int) -> None:
+        data = _encode_chunk(tensor, layout, index)
+        backend.set(f"{path}/{layout.chunk_key(index)}", data)
+        start, stop = layout.row_range(index)
+        progress((stop - start) * layout.row_bytes)
+
+    for future in [pool.submit(one, i) for i in range(layout.chunk_count)]:
+        future.result()
+    backend.set(f"{path}/zarr.json", zarr_metadata(tensor.dtype, tensor.shape, layout, {"hash": digest}))
+
+
+def read_metadata(backend: Backend, path: str) -> dict[str, object] | None:
+    """The object's zarr.json if it is a complete tensor object, else None."""
+    raw = backend.get(f"{path}/zarr.json")
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+        _ = doc["attributes"]["nbmodelhub"]["hash"]
+        return dict(doc)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def read_tensor(
+    backend: Backend,
+    path: str,
+    dtype: str,
+    shape: tuple[int, ...],
+    digest: str,
+    pool: Executor,
+    progress: Callable[[int], None],
+    what: str,
+    verify: bool = True,
+) -> Tensor:
+    """Read a whole tensor, decoding each chunk into place, and check it against its hash.
+
+    ``what`` names the tensor and version for error messages.
+    """
+    storage = STORAGE_DTYPES[dtype]
+    layout = Layout.plan(shape, storage)
+    out = np.empty(shape, dtype=storage)
+    flat = out.reshape(-1) if out.ndim == 0 else out.reshape(shape[0], -1) if shape else out
+    chunk_nbytes = layout.chunk_nbytes()
+
+    def one(index: int) -> None:
+        key = f"{path}/{layout.chunk_key(index)}"
+        raw = backend.get_buffer(key)
+        if raw is None:
+            raise CorruptObject(f"{what}: chunk {layout.chunk_key(index)} of tensor {digest[:12]} is missing")
+        start, stop = layout.row_range(index)
+        try:
+            if layout.shape and stop - start == layout.rows:
+                target = flat[start:stop]
+                _CODEC.decode(raw, out=target.reshape(-1).view(np.uint8))
+            else:
+                buf = np.frombuffer(bytes(_CODEC.decode(raw)), dtype=np.uint8)
+                if buf.size != chunk_nbytes:
+                    raise ValueError("wrong size")
+                part = buf[: (stop - start) * layout.row_bytes].view(storage)
+                if layout.shape:
+                    flat[start:stop] = part.reshape(flat[start:stop].shape)
+                else:
+                    out[()] = part[0]
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise CorruptObject(
+                f"{what}: chunk {layout.chunk_key(index)} of tensor {digest[:12]} is damaged ({exc})"
+            ) from exc
+        progress((stop - start) * layout.row_bytes)
+
+    for future in [pool.submit(one, i) for i in range(layout.chunk_count)]:
+        future.result()
+    tensor = Tensor(dtype, out)
+    if verify and tensor_hash(tensor) != digest:
+        raise CorruptObject(f"{what}: tensor {digest[:12]} does not match its hash (the stored bytes were altered)")
+    return tensor
+
+
+def chunk_keys(shape: Iterable[int], dtype: str) -> list[str]:
+    layout = Layout.plan(tuple(shape), STORAGE_DTYPES[dtype])
+    return [layout.chunk_key(i) for i in range(layout.chunk_count)]
