@@ -1,0 +1,5 @@
+"""``python -m nbmodelhub``: the ``dlv`` command."""
+
+from nbmodelhub.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,714 @@
+"""``dlv``: the version-control verbs from a terminal. Parse, call :mod:`nbmodelhub.api`, print.
+
+Every command that shows something takes ``--json`` and then prints one JSON document on stdout
+(progress bars, if any, go to stderr). A failure the user can act on prints one line
+``dlv: error: …`` on stderr and exits with the error's code (2 for a malformed request, 1
+otherwise); anything else is a bug and says how to get its traceback (``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import nbmodelhub as mh
+from nbmodelhub import render
+from nbmodelhub.errors import ModelHubError, UsageError
+
+PROG = "dlv"
+
+Handler = Callable[[argparse.Namespace, "mh.Repository | None"], int | None]
+
+
+# -- output helpers ------------------------------------------------------------------------------
+
+
+def _out(text: str = "") -> None:
+    print(text, file=sys.stdout)
+
+
+def _json(value: Any) -> None:
+    print(json.dumps(render.jsonable(value), indent=2, ensure_ascii=False, allow_nan=False), file=sys.stdout)
+
+
+def _parse_value(text: str, non_finite: bool) -> Any:
+    """``1e-4`` → 0.0001, ``true`` → True, ``[1,2]`` → a list; anything else stays a string.
+
+    ``NaN``/``Infinity`` are numbers only where they make sense (metrics: a diverged loss);
+    as a param they stay the string the user typed.
+    """
+
+    def constant(name: str) -> Any:
+        if non_finite:
+            return float(name.lower().replace("infinity", "inf"))
+        raise ValueError(name)
+
+    try:
+        return json.loads(text, parse_constant=constant)
+    except ValueError:
+        return text
+
+
+def _parse_pairs(items: Sequence[str] | None, what: str) -> dict[str, Any] | None:
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--{what} takes key=value pairs (as in --{what} lr=1e-4 bs=32), got {item!r}")
+        out[key.strip()] = _parse_value(value, non_finite=what == "metrics")
+    return out
+
+
+def _tags(version: mh.Version) -> str:
+    return ", ".join(version.tags)
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, _: mh.Repository | None) -> int:
+    location = args.location or args.repo
+    existed = _holds_repository(location)
+    repo = mh.open(location)
+    try:
+        versions = repo.versions()
+        where = _display_location(repo.location)
+        if args.json:
+            models = len(repo.models())
+            _json({"location": where, "created": existed is False, "models": models, "versions": len(versions)})
+            return 0
+        if existed is False:
+            _out(f"initialized an empty nbmodelhub repository at {where}")
+        else:
+            summary = f"{_plural(len(repo.models()), 'model')}, {_plural(len(versions), 'version')}"
+            _out(f"repository at {where} ({summary})")
+        if location is not None and os.environ.get("MODELHUB_PATH") != location:
+            _out(f"use it with `dlv --repo {where} …` or `export MODELHUB_PATH={where}`")
+    finally:
+        repo.close()
+    return 0
+
+
+def _holds_repository(location: str | None) -> bool | None:
+    """Whether a local repository exists before we open it; None when we cannot tell (URLs)."""
+    text = location if location is not None else os.environ.get("MODELHUB_PATH") or str(Path.home() / ".modelhub")
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    if "://" in text:
+        return None
+    return (Path(text).expanduser() / "zarr.json").is_file()
+
+
+def _display_location(location: str) -> str:
+    if "://" in location:
+        return location
+    return str(Path(location).expanduser().resolve())
+
+
+def cmd_commit(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    source = Path(args.source).expanduser()
+    if not source.exists():
+        raise UsageError(f"no such file: {source} (commit a .safetensors or .pt file)")
+    version = repo.commit(
+        str(source),
+        name=args.name,
+        message=args.message,
+        params=_parse_pairs(args.params, "params"),
+        metrics=_parse_pairs(args.metrics, "metrics"),
+        files=args.files or None,
+        parents=args.parent or None,
+        step=args.step,
+        author=args.author,
+    )
+    new, against = _new_tensors(repo, version)
+    if args.json:
+        _json({**version.to_dict(), "new_tensors": new})
+        return 0
+    if against:
+        news = f"{_plural(new, 'new tensor')} vs {', '.join(against)}"
+    else:
+        news = "first version" if not version.parents else f"{_plural(new, 'new tensor')}"
+    parts = [
+        _plural(len(version.tensors), "tensor"),
+        f"{render.human_count(version.parameter_count)} parameters",
+        render.human_bytes(version.nbytes),
+        news,
+    ]
+    if version.files:
+        parts.append(_plural(len(version.files), "file"))
+    _out(f"committed {version.ref} ({version.id[:10]}) {', '.join(parts)}")
+    return 0
+
+
+def _new_tensors(repo: mh.Repository, version: mh.Version) -> tuple[int, list[str]]:
+    """Distinct tensor contents this version does not share with its parents."""
+    seen: set[str] = set()
+    against: list[str] = []
+    for ref in version.parent_refs:
+        try:
+            parent = repo.get(ref)
+        except ModelHubError:
+            continue
+        seen |= {t.hash for t in parent.tensors.values()}
+        against.append(parent.ref)
+    return len({t.hash for t in version.tensors.values()} - seen), against
+
+
+def cmd_list(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    versions = repo.versions(model=args.model, message=args.message, last=args.last)
+    if args.json:
+        _json([v.to_dict() for v in versions])
+        return 0
+    if not versions:
+        _out("no versions" + (f" of {args.model}" if args.model else "") + (" match" if args.message else ""))
+        return 0
+    rows = [
+        [
+            v.ref,
+            v.id[:10],
+            render.short_time(v.created),
+            v.author,
+            render.truncate(v.message, 40),
+            render.compact_kv(v.params, 40),
+            render.compact_kv(v.metrics, 32),
+            _tags(v),
+        ]
+        for v in versions
+    ]
+    _out(render.table(["ref", "id", "created", "author", "message", "params", "metrics", "tags"], rows))
+    return 0
+
+
+def cmd_log(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    versions = repo.log(args.name)
+    if args.json:
+        _json([v.to_dict() for v in versions])
+        return 0
+    rows = []
+    foreign = False
+    for v in versions:
+        own = v.model == args.name
+        foreign |= not own
+        ref = v.ref + (f" ({_tags(v)})" if v.tags else "")
+        parents = ", ".join(v.parent_refs) if v.parent_refs else "-"
+        rows.append(
+            [
+                "*" if own else "o",
+                ref,
+                v.id[:10],
+                render.short_time(v.created),
+                v.author,
+                parents,
+                render.truncate(v.message, 50),
+            ]
+        )
+    _out(render.table(["", "version", "id", "created", "author", "parents", "message"], rows))
+    if foreign:
+        _out(f"\n* = {args.name}, o = an ancestor in another model")
+    return 0
+
+
+def cmd_desc(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    info = repo.describe(args.ref)
+    if args.json:
+        _json(info)
+        return 0
+    v = info["version"]
+    header: list[list[str]] = [
+        ["version", v["ref"] + (f"  [{', '.join(v['tags'])}]" if v["tags"] else "")],
+        ["id", v["id"]],
+        ["author", v["author"]],
+        ["created", render.short_time(v["created"])],
+        ["message", v["message"] or "-"],
+        ["parents", ", ".join(v["parents"]) or "-"],
+        ["framework", v["framework"] + (f" (from {v['source']})" if v.get("source") else "")],
+        ["params", render.compact_kv(v["params"]) or "-"],
+        ["metrics", render.compact_kv(info["metrics"]) or "-"],
+    ]
+    if info.get("curves"):
+        curves = [f"{k} ({_plural(len(c), 'point')})" for k, c in info["curves"].items()]
+        header.append(["curves", ", ".join(curves)])
+    steps = v["snapshots"]
+    if len(steps) == 1 and steps[0] is None:
+        header.append(["snapshots", "1"])
+    else:
+        header.append(["snapshots", f"{len(steps)} at steps {', '.join('-' if s is None else str(s) for s in steps)}"])
+    files = info["files"]
+    shown = ", ".join(f"{f['name']} ({render.human_bytes(f['size'])})" for f in files[:5])
+    more = f", … and {len(files) - 5} more (dlv files {v['ref']})" if len(files) > 5 else ""
+    header.append(["files", f"{len(files)}: {shown}{more}" if files else "0"])
+    ties = info["ties"]
+    header.append(["ties", ", ".join(f"{a} = {b}" for a, b in ties.items()) if ties else "-"])
+    _out(render.table([], header))
+    _out()
+    rows = []
+    for layer in info["layers"]:
+        tensors = ", ".join(f"{n} {render.shape_text(t['dtype'], t['shape'])}" for n, t in layer["tensors"].items())
+        rows.append([layer["layer"], render.human_count(layer["parameters"]), tensors])
+    n_tensors = sum(len(layer["tensors"]) for layer in info["layers"])
+    rows.append(
+        [
+            f"total ({_plural(len(info['layers']), 'layer')})",
+            render.human_count(info["parameters"]),
+            f"{_plural(n_tensors, 'tensor')}, {render.human_bytes(info['bytes'])}",
+        ]
+    )
+    _out(render.table(["layer", "parameters", "tensors"], rows, align="lr"))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    d = repo.diff(args.a, args.b, all_params=args.all_params)
+    d["changed"] = sorted(d["changed"], key=lambda c: -c["relative"])
+    if args.json:
+        _json(d)
+        return 0
+    a, b = d["a"], d["b"]
+    _out(f"diff {a} → {b}")
+    _out()
+    if d["changed"]:
+        _out(f"changed tensors ({len(d['changed'])}), largest relative change first:")
+        rows = [[c["name"], f"{c['l2']:.4g}", render.percent(c["relative"])] for c in d["changed"]]
+        _out(render.table(["tensor", "L2 of change", "relative"], rows, align="lrr", indent=2))
+    else:
+        _out("changed tensors: none")
+    for key, title in (("added", "added"), ("removed", "removed")):
+        if d[key]:
+            _out(f"{title} ({len(d[key])}): {', '.join(d[key])}")
+    if d["reshaped"]:
+        _out(f"reshaped ({len(d['reshaped'])}):")
+        rows = [[r["name"], render.shape_text(*r["from"]), "→", render.shape_text(*r["to"])] for r in d["reshaped"]]
+        _out(render.table([], rows, indent=2))
+    _out(f"unchanged: {_plural(d['unchanged'], 'tensor')}")
+    if d["params"]:
+        _out()
+        _out("params:")
+        rows = [
+            [k, render.format_value(p["from"]), "→", render.format_value(p["to"])]
+            + (["" if p["from"] != p["to"] else "(same)"] if args.all_params else [])
+            for k, p in d["params"].items()
+        ]
+        _out(render.table([], rows, indent=2))
+    elif not args.all_params:
+        _out("params: no changes")
+    if d["metrics"]:
+        _out()
+        rows = []
+        for k, m in d["metrics"].items():
+            change = ""
+            if _number(m["a"]) and _number(m["b"]) and math.isfinite(m["a"]) and math.isfinite(m["b"]):
+                change = f"{m['b'] - m['a']:+.4g}"
+            rows.append([k, render.format_value(m["a"]), render.format_value(m["b"]), change])
+        _out(render.table(["metric", a, b, "change"], rows, align="lrrr"))
+    return 0
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def cmd_copy(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    version = repo.copy(args.ref, args.new_name, message=args.message)
+    if args.json:
+        _json(version.to_dict())
+        return 0
+    source = version.parent_refs[0] if version.parent_refs else args.ref
+    _out(f"copied {source} to {version.ref} ({version.id[:10]}); the two share every object, nothing was duplicated")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    version = repo.tag(args.ref, args.tag, force=args.force)
+    if args.json:
+        _json(version.to_dict())
+        return 0
+    _out(f"tagged {version.ref} as {version.model}:{args.tag}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    version = repo.delete(args.ref)
+    if args.json:
+        _json(version.to_dict())
+        return 0
+    _out(f"deleted {version.ref} ({version.id[:10]}); `dlv gc` frees the data only it used")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    report = repo.gc(break_lock=args.break_lock)
+    if args.json:
+        _json(dataclasses.asdict(report))
+        return 0
+    if report.removed:
+        what = ", ".join(
+            f"{n} {kind.removesuffix('s') if n == 1 else kind}" for kind, n in sorted(report.removed.items())
+        )
+        _out(f"removed {what}; freed {render.human_bytes(report.bytes_freed)}; kept {_plural(report.kept, 'object')}")
+    else:
+        _out(f"nothing to remove; kept {_plural(report.kept, 'object')}")
+    return 0
+
+
+def cmd_fsck(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    report = repo.fsck()
+    if args.json:
+        _json({"ok": report.ok, **dataclasses.asdict(report)})
+        return 0 if report.ok else 1
+    counts = (
+        f"{_plural(report.versions, 'version')}, {_plural(report.objects, 'object')}, "
+        f"{render.human_bytes(report.bytes_checked)} checked"
+    )
+    if report.ok:
+        debris = f"; {_plural(report.debris, 'unreachable object')} (`dlv gc` removes them)" if report.debris else ""
+        _out(f"OK: {counts}{debris}")
+        return 0
+    for problem in report.problems:
+        _out(problem)
+    print(f"{PROG}: fsck found {_plural(len(report.problems), 'problem')} ({counts})", file=sys.stderr)
+    return 1
+
+
+def cmd_checkout(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    out = Path(args.out_file).expanduser()
+    suffix = out.suffix.lower()
+    if suffix not in (".safetensors", ".pt", ".pth", ".bin"):
+        raise UsageError(f"cannot write {out.name}: name the output file .safetensors or .pt")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} already exists: pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise UsageError(f"no such folder: {out.parent}")
+    version = repo.get(args.ref)
+    try:
+        state = repo.load(version, framework="torch", snapshot=args.snapshot)
+    except ImportError:  # torch is optional for .safetensors
+        if suffix != ".safetensors":
+            raise UsageError(f"writing {out.name} needs PyTorch: install torch, or write a .safetensors file") from None
+        state = repo.load(version, framework="numpy", snapshot=args.snapshot)
+    left_out = _write_weights(state, out, suffix, untie=args.untie, ref=version.ref)
+    written = {n: t for n, t in state.items() if n not in left_out}
+    nbytes = sum(int(t.nbytes) for n, t in written.items() if n not in left_out)
+    if args.json:
+        _json(
+            {
+                "ref": version.ref,
+                "id": version.id,
+                "path": str(out.resolve()),
+                "tensors": len(written),
+                "bytes": nbytes,
+                "left_out": left_out,
+                "snapshot": args.snapshot,
+            }
+        )
+        return 0
+    snap = f" (snapshot at step {args.snapshot})" if args.snapshot is not None else ""
+    _out(f"wrote {version.ref}{snap} to {out}: {_plural(len(written), 'tensor')}, {render.human_bytes(nbytes)}")
+    if left_out:
+        ties = ", ".join(f"{a} = {b}" for a, b in left_out.items())
+        _out(f"tied names left out (safetensors stores shared tensors once): {ties}; pass --untie to write copies")
+    return 0
+
+
+def _write_weights(state: dict[str, Any], out: Path, suffix: str, untie: bool, ref: str) -> dict[str, str]:
+    """Write atomically (a temporary file, then a rename) so a failure leaves no half file.
+
+    safetensors refuses tensors that share memory, so by default a tied name (an alias of an
+    earlier tensor) is left out and recorded in the file's metadata under ``nbmodelhub.ties``,
+    as Hugging Face does; ``untie`` writes a copy under every name instead, for a plain
+    ``load_state_dict(strict=True)``. A ``.pt`` keeps the ties: ``torch.save`` preserves sharing.
+    Returns the left-out names, alias → canonical.
+    """
+    left_out: dict[str, str] = {}
+    first: dict[int, str] = {}
+    for name, tensor in state.items():
+        canonical = first.setdefault(id(tensor), name)
+        if canonical != name:
+            left_out[name] = canonical
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        if suffix == ".safetensors":
+            if untie:
+                payload = {n: _own_copy(t) for n, t in state.items()}
+                left_out = {}
+            else:
+                payload = {n: _contiguous(t) for n, t in state.items() if n not in left_out}
+            metadata = {"format": "pt", "nbmodelhub.ref": ref}
+            if left_out:
+                metadata["nbmodelhub.ties"] = json.dumps(left_out, sort_keys=True)
+            if _is_torch(next(iter(state.values()), None)):
+                from safetensors.torch import save_file as save_torch
+
+                save_torch(payload, tmp, metadata=metadata)
+            else:
+                from safetensors.numpy import save_file as save_numpy
+
+                save_numpy(payload, tmp, metadata=metadata)
+        else:
+            import torch
+
+            left_out = {}
+            torch.save(state, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return left_out
+
+
+def _is_torch(value: Any) -> bool:
+    return type(value).__module__.startswith("torch")
+
+
+def _contiguous(t: Any) -> Any:
+    if _is_torch(t):
+        return t.contiguous()
+    import numpy as np
+
+    return np.ascontiguousarray(t)
+
+
+def _own_copy(t: Any) -> Any:
+    return t.clone().contiguous() if _is_torch(t) else t.copy()
+
+
+def cmd_add(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    entries = repo.add(args.paths, author=args.author)
+    if args.json:
+        _json([e.to_dict() for e in entries])
+        return 0
+    for e in entries:
+        _out(f"staged {e.name} ({render.human_bytes(e.size)})")
+    _out(f"{_plural(len(entries), 'file')} staged; they are attached to the next `dlv commit`")
+    return 0
+
+
+def cmd_files(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    entries = repo.files(args.ref, include=args.include, sortby=args.sort)
+    if args.json:
+        _json([e.to_dict() for e in entries])
+        return 0
+    if not entries:
+        _out("no files" + (f" match {args.include}" if args.include else ""))
+        return 0
+    rows = [[e.name, render.human_bytes(e.size), _mtime(e.mtime), e.hash[:10]] for e in entries]
+    rows.append([f"total ({_plural(len(entries), 'file')})", render.human_bytes(sum(e.size for e in entries)), "", ""])
+    _out(render.table(["name", "size", "modified", "hash"], rows, align="lr"))
+    return 0
+
+
+def _mtime(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_pull_files(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    written = repo.pull_files(args.ref, args.dest, names=args.names or None)
+    if args.json:
+        _json([str(p) for p in written])
+        return 0
+    for path in written:
+        _out(f"wrote {path}")
+    _out(f"{_plural(len(written), 'file')} pulled into {Path(args.dest).expanduser().resolve()}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the same one-line shape as every other error."""
+
+    def error(self, message: str) -> Any:  # argparse types this NoReturn
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    # SUPPRESS: given after the command, these override the top level; otherwise they leave it be.
+    common.add_argument("--repo", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    shows = _Parser(add_help=False, parents=[common])
+    shows.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON on stdout")
+
+    parser = _Parser(
+        prog=PROG,
+        description="git for deep-learning models: version, compare and share model weights.",
+        epilog="A version reference is name (latest), name@3, name:tag or a unique id prefix.",
+    )
+    parser.add_argument(
+        "--repo",
+        metavar="URL",
+        default=None,
+        help="repository folder or URL (default: $MODELHUB_PATH, else ~/.modelhub)",
+    )
+    parser.add_argument("--debug", action="store_true", default=False, help="show tracebacks")
+    parser.add_argument("--json", action="store_true", default=False, help="print JSON on stdout")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    def command(name: str, handler: Handler, mode: str | None, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text, parents=[shows])
+        p.set_defaults(handler=handler, mode=mode)
+        return p
+
+    p = command("init", cmd_init, None, "make (or open) a repository and print where it is")
+    p.add_argument("location", nargs="?", metavar="PATH_OR_URL", help="default: --repo, $MODELHUB_PATH, ~/.modelhub")
+
+    p = command("commit", cmd_commit, "write", "commit a .safetensors or .pt file as the next version of a model")
+    p.add_argument("source", metavar="SOURCE", help="a .safetensors or .pt/.pth/.bin file")
+    p.add_argument("-n", "--name", required=True, help="model name")
+    p.add_argument("-m", "--message", default="", help="what changed")
+    p.add_argument("--params", nargs="+", action="extend", metavar="K=V", help="hyperparameters, values parsed as JSON")
+    p.add_argument("--metrics", nargs="+", action="extend", metavar="K=V", help="final metrics (or JSON curves)")
+    p.add_argument("--files", nargs="+", action="extend", metavar="PATH", help="files or folders to attach")
+    p.add_argument("--parent", nargs="+", action="extend", metavar="REF", help="parent version(s); default: latest")
+    p.add_argument("--step", type=int, help="the training step of these weights")
+    p.add_argument("--author", help="default: the current user")
+
+    p = command("list", cmd_list, "read", "list versions, oldest first")
+    p.add_argument("model", nargs="?", metavar="MODEL")
+    p.add_argument("--message", metavar="TEXT", help="only versions whose message contains TEXT")
+    p.add_argument("--last", type=int, metavar="N", help="only the N most recent")
+
+    p = command("log", cmd_log, "read", "a model's lineage, newest first")
+    p.add_argument("name", metavar="NAME")
+
+    p = command("desc", cmd_desc, "read", "describe a version: metadata and its layers")
+    p.add_argument("ref", metavar="REF")
+
+    p = command("diff", cmd_diff, "read", "what changed between two versions")
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("--all-params", action="store_true", help="show unchanged params too")
+
+    p = command("copy", cmd_copy, "write", "start a new model from a version (shares its data)")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("new_name", metavar="NEW_NAME")
+    p.add_argument("-m", "--message", default=None)
+
+    p = command("tag", cmd_tag, "write", "name a version: REF can then be written model:TAG")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("tag", metavar="TAG")
+    p.add_argument("--force", action="store_true", help="move the tag if it names another version")
+
+    p = command("checkout", cmd_checkout, "read", "write a version's weights to a .safetensors or .pt file")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("out_file", metavar="OUT_FILE")
+    p.add_argument("--snapshot", type=int, metavar="STEP", help="the snapshot at this training step")
+    p.add_argument("--force", action="store_true", help="overwrite OUT_FILE if it exists")
+    p.add_argument("--untie", action="store_true", help="safetensors: write tied tensors under every name")
+
+    p = command("add", cmd_add, "write", "stage files or folders for the next commit")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--author", help="default: the current user")
+
+    p = command("files", cmd_files, "read", "list the files attached to a version")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--include", metavar="GLOB")
+    p.add_argument("--sort", choices=["name", "mod", "size"], default="name")
+
+    p = command("pull-files", cmd_pull_files, "read", "copy a version's files into a folder")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: all")
+
+    p = command("delete", cmd_delete, "write", "hide a version; gc reclaims its data")
+    p.add_argument("ref", metavar="REF")
+
+    p = command("gc", cmd_gc, "write", "remove objects no version uses")
+    p.add_argument("--break-lock", action="store_true", help="clear the lock of a gc that died")
+
+    command("fsck", cmd_fsck, "read", "verify every object against its hash")
+    return parser
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dlv``; returns the exit code (the console script passes it to ``sys.exit``)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed by argparse
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    debug = bool(getattr(args, "debug", False))
+    repo: mh.Repository | None = None
+    try:
+        if args.mode is not None:
+            repo = mh.open(args.repo, read_only=args.mode == "read")
+        return int(args.handler(args, repo) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `dlv list | head`: the reader left; say nothing, and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except ModelHubError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(str(exc))
+        return exc.exit_code
+    except OSError as exc:
+        # The user's own files (unreadable, missing folder, disk full): not a bug, one line.
+        if debug:
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        _error(f"{exc.strerror or exc}{where}")
+        return 1
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+            _error(f"{type(exc).__name__}: {exc}")
+        else:
+            _error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return 1
+    finally:
+        if repo is not None:
+            try:
+                repo.close()
+            except Exception:
+                if debug:
+                    traceback.print_exc()
+
+
+def _error(message: str) -> None:
+    lines = message.strip().splitlines()
+    line = lines[0] if lines else "unknown error"
+    print(f"{PROG}: error: {line}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
