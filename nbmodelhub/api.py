@@ -25,6 +25,7 @@ from zarr.abc.store import Store as ZarrStore
 
 from nbmodelhub import adapters
 from nbmodelhub.errors import CorruptObject, RefNotFound, UsageError
+from nbmodelhub.graph import LayerGraph, graph_from_module, graph_from_tensors
 from nbmodelhub.store.documents import check_metrics, check_name, check_params, decode_number
 from nbmodelhub.store.refs import current_user
 from nbmodelhub.store.repository import FsckReport, GcReport, Store
@@ -145,6 +146,7 @@ class Repository:
 
     def __init__(self, location: str | os.PathLike[str] | ZarrStore | None = None, read_only: bool = False) -> None:
         self.store = Store(location, read_only=read_only)
+        self._graphs: dict[Any, str] = {}
 
     def __repr__(self) -> str:
         return f"<nbmodelhub Repository {self.location}>"
@@ -179,10 +181,7 @@ class Repository:
             self._known_model(model, ref)
             if number in refs.deleted(model):
                 raise RefNotFound(f"{ref} was deleted (its data goes at the next gc)")
-            ids = refs.version_ids(model, [number])
-            if number not in ids:
-                raise self._not_found(ref)
-            return self._version(model, number, ids[number])
+            return self._by_number(model, number, ref)
         if ":" in ref:
             model, _, tag = ref.partition(":")
             self._known_model(model, ref)
@@ -200,7 +199,7 @@ class Repository:
             numbers = refs.numbers(ref)
             if not numbers:
                 raise RefNotFound(f"every version of {ref} was deleted")
-            return self._version(ref, numbers[-1], refs.version_ids(ref, [numbers[-1]])[numbers[-1]])
+            return self._by_number(ref, numbers[-1], ref)
         if _HEX.match(ref):
             hits = [r for r in refs.all_versions() if r.version_id.startswith(ref)]
             if len(hits) == 1:
@@ -210,6 +209,15 @@ class Repository:
                     f"id prefix {ref} is ambiguous: {', '.join(f'{h.model}@{h.number}' for h in hits[:5])}"
                 )
         raise self._not_found(ref)
+
+    def _by_number(self, model: str, number: int, ref: str) -> Version:
+        refs = self.store.refs
+        ids = refs.version_ids(model, [number])
+        if number not in ids:
+            if (model, number) in refs.broken:
+                raise CorruptObject(refs.broken[(model, number)])
+            raise self._not_found(ref)
+        return self._version(model, number, ids[number])
 
     def _known_model(self, model: str, ref: str) -> None:
         if model not in self.store.refs.models():
@@ -262,10 +270,8 @@ class Repository:
         )
 
     def _ref_of(self, version_id: str) -> str:
-        for r in self.store.refs.all_versions(include_deleted=True):
-            if r.version_id == version_id:
-                return f"{r.model}@{r.number}"
-        return version_id[:12]
+        found = self.store.refs.ref_of(version_id)
+        return f"{found[0]}@{found[1]}" if found else version_id[:12]
 
     # -- listing -------------------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -323,6 +329,7 @@ class Repository:
         step: int | None = None,
         snapshots: Mapping[int, Any] | None = None,
         author: str | None = None,
+        example_input: Any = None,
     ) -> Version:
         """Commit ``obj`` as the next version of ``name``.
 
@@ -359,6 +366,7 @@ class Repository:
         lease = self.store.take_lease(wanted)
         try:
             self._write_missing(checkpoints, hashes, name)
+            graph_id = self._graph(main, example_input)
             entries = [self._store_file(path, name_, data) for path, name_, data in attached]
             record = {
                 "kind": "version",
@@ -381,7 +389,7 @@ class Repository:
                     for (s, w), hs in zip(checkpoints, hashes, strict=True)
                 ],
                 "files": [f.to_dict() for f in _merge_files(staged.values(), entries)],
-                "graph": None,
+                "graph": graph_id,
                 "framework": main.framework,
                 "source": main.source,
                 "nonce": uuid.uuid4().hex,
@@ -415,6 +423,22 @@ class Repository:
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"commit {name}", delay=1.0, leave=False) as bar:
             for digest in missing:
                 self.store.write_tensor(digest, todo[digest], bar.update)
+
+    def _graph(self, weights: adapters.Weights, example_input: Any) -> str:
+        """Store the layer graph (traced from a module where possible) and return its id."""
+        shapes = tuple((n, t.dtype, t.shape) for n, t in weights.tensors.items())
+        key = (type(weights.module).__qualname__ if weights.module is not None else None, shapes, example_input is None)
+        cached = self._graphs.get(key)
+        if cached is not None:
+            return cached
+        if weights.module is not None:
+            graph = graph_from_module(weights.module, example_input)
+        else:
+            graph = graph_from_tensors({n: (t.dtype, t.shape) for n, t in weights.tensors.items()})
+        graph_id = self.store.put_document("graphs", graph.to_json())
+        # Tracing a big model takes seconds; a training loop commits the same architecture again and again.
+        self._graphs[key] = graph_id
+        return graph_id
 
     def _store_file(self, path: Path, name: str, data: bytes | None = None) -> FileEntry:
         data = path.read_bytes() if data is None else data
@@ -488,6 +512,8 @@ class Repository:
         if framework not in adapters.FRAMEWORKS:
             raise UsageError(f"unknown framework {framework!r}: use one of {', '.join(adapters.FRAMEWORKS)}")
         version = self.get(ref)
+        if framework == "torch":
+            adapters.torch_adapter.require_torch()  # import torch before the progress bar's clock starts
         snap = self._snapshot(version, snapshot)
         tensors: dict[str, Any] = snap["tensors"]
         ties: dict[str, str] = snap.get("ties", {})
@@ -577,6 +603,13 @@ class Repository:
         with tqdm(unit="B", unit_scale=True, desc="fsck", delay=1.0, leave=False) as bar:
             return self.store.fsck(bar.update)
 
+    def graph(self, ref: str | Version) -> LayerGraph:
+        """The version's layer graph."""
+        version = self.get(ref)
+        if version.graph is None:
+            return graph_from_tensors({n: (t.dtype, t.shape) for n, t in version.tensors.items()})
+        return LayerGraph.from_json(self.store.get_document("graphs", version.graph, f"{version.ref}: layer graph"))
+
     # -- summaries ---------------------------------------------------------------------------------
     def describe(self, ref: str | Version) -> dict[str, Any]:
         """Layers (from parameter names), shapes and parameter counts of a version."""
@@ -618,7 +651,7 @@ class Repository:
             xb = self.load(vb, keys=[name])[name].astype(np.float64)
             norm_a = float(np.linalg.norm(xa))
             delta = float(np.linalg.norm(xb - xa))
-            changed.append({"name": name, "l2": delta, "relative": delta / norm_a if norm_a else float("inf")})
+            changed.append({"name": name, "l2": delta, "relative": delta / norm_a if norm_a else None})
         keys = sorted(set(va.params) | set(vb.params))
         params = {
             k: {"from": va.params.get(k), "to": vb.params.get(k)}

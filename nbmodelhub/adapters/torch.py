@@ -29,7 +29,7 @@ _NAMES = {
 }
 
 
-def _torch() -> Any:
+def require_torch() -> Any:
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -53,7 +53,7 @@ def is_tensor_dict(obj: object) -> bool:
 
 
 def to_tensor(value: Any, name: str) -> Tensor:
-    torch = _torch()
+    torch = require_torch()
     dtype = str(value.dtype).removeprefix("torch.")
     if dtype not in _NAMES:
         raise UsageError(f"tensor {name!r} has dtype {value.dtype}, which cannot be stored: cast it first")
@@ -73,11 +73,13 @@ def _alias_key(t: Any) -> tuple[Any, ...]:
 def from_state_dict(state: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Tensors plus ties (a name whose tensor is the same memory as an earlier name's: GPT-2's
     ``lm_head.weight`` is ``transformer.wte.weight``)."""
-    torch = _torch()
+    torch = require_torch()
     tensors: dict[str, Tensor] = {}
     ties: dict[str, str] = {}
     seen: dict[tuple[Any, ...], str] = {}
     for name, value in state.items():
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"tensor names must be non-empty strings, got {name!r}")
         if not isinstance(value, torch.Tensor):
             raise UsageError(f"{name!r} is a {type(value).__name__}, not a tensor")
         if value.numel():
@@ -96,7 +98,7 @@ def from_module(module: Any) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 def read_pt(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """A ``.pt``/``.bin`` checkpoint, read with ``weights_only=True`` (never a full unpickle)."""
-    torch = _torch()
+    torch = require_torch()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad or unsafe files
@@ -110,7 +112,7 @@ def read_pt(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 
 def to_torch(tensor: Tensor) -> Any:
-    torch = _torch()
+    torch = require_torch()
     if tensor.dtype == "bfloat16":
         return torch.from_numpy(tensor.array.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(tensor.array)

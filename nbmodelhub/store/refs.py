@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from nbmodelhub.errors import ConcurrentUpdate, UsageError
+from nbmodelhub.errors import ConcurrentUpdate, CorruptObject, UsageError
 from nbmodelhub.store.backend import Backend
 from nbmodelhub.store.documents import check_name, group_node, parse_group_node
 
@@ -50,6 +50,9 @@ class Refs:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._ids: dict[tuple[str, int], str] = {}
+        self._refs: dict[str, tuple[str, int]] = {}
+        # Garbled refs are skipped (one bad ref must not hide every other version) and reported here.
+        self.broken: dict[tuple[str, int], str] = {}
 
     # -- reading -------------------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -72,9 +75,24 @@ class Refs:
             for n, raw in zip(missing, self.backend.get_many(keys), strict=True):
                 if raw is None:
                     continue
-                attrs = parse_group_node(raw, f"ref {model}@{n}")
-                self._ids[(model, n)] = str(attrs["version"])
+                try:
+                    attrs = parse_group_node(raw, f"ref {model}@{n}")
+                    version_id = attrs["version"]
+                    if not isinstance(version_id, str):
+                        raise CorruptObject(f"ref {model}@{n} is garbled: run `dlv fsck`")
+                except (CorruptObject, KeyError) as exc:
+                    self.broken[(model, n)] = str(exc) if isinstance(exc, CorruptObject) else f"ref {model}@{n} is garbled"
+                    continue
+                self.broken.pop((model, n), None)
+                self._ids[(model, n)] = version_id
+                self._refs[version_id] = (model, n)
         return {n: self._ids[(model, n)] for n in numbers if (model, n) in self._ids}
+
+    def ref_of(self, version_id: str) -> tuple[str, int] | None:
+        """The (model, number) that names ``version_id``, if any ref does."""
+        if version_id not in self._refs:
+            self.all_versions(include_deleted=True)
+        return self._refs.get(version_id)
 
     def all_versions(self, include_deleted: bool = False) -> list[VersionRef]:
         out = []
@@ -116,6 +134,7 @@ class Refs:
             while True:
                 if self._create(f"{MODELS}{model}/versions/{number}/zarr.json", {"version": version_id}):
                     self._ids[(model, number)] = version_id
+                    self._refs[version_id] = (model, number)
                     return number
                 number += 1
                 if number > (existing[-1] if existing else 0) + 64:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,12 +37,13 @@ from zarr.abc.store import Store as ZarrStore
 
 from nbmodelhub.errors import ConcurrentUpdate, CorruptObject, NotARepository
 from nbmodelhub.store.backend import Backend, open_zarr_store
+from nbmodelhub.store import evaluations
 from nbmodelhub.store.documents import content_id, group_node, parse_group_node
 from nbmodelhub.store.refs import Refs, current_user
-from nbmodelhub.store.tensors import Tensor, read_metadata, read_tensor, tensor_hash, write_tensor
+from nbmodelhub.store.tensors import Tensor, iter_tensor, read_metadata, read_tensor, tensor_hash, write_tensor
 
 FORMAT = 1
-KINDS = ("tensors", "files", "versions", "graphs")
+KINDS = ("tensors", "files", "versions", "graphs", "evals")
 LEASE_TTL = 24 * 3600.0
 GC_LOCK_TTL = 15 * 60.0
 _GROUPS = ["objects", *(f"objects/{k}" for k in KINDS), "refs", "refs/models", "refs/staging", "refs/leases"]
@@ -73,6 +75,19 @@ class GcReport:
     bytes_freed: int = 0
 
 
+def _dead_here(lease: Mapping[str, Any]) -> bool:
+    """A lease taken on this machine by a process that no longer exists protects nothing."""
+    if lease.get("host") != socket.gethostname() or not isinstance(lease.get("pid"), int):
+        return False
+    try:
+        os.kill(lease["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class Store:
     """Objects and refs of one repository. Knows zarr, not frameworks."""
 
@@ -89,6 +104,8 @@ class Store:
 
     def _open(self) -> None:
         raw = self.backend.get("zarr.json")
+        if raw is None and self.backend.read_only:
+            raise NotARepository(f"no repository at {self.location}: create it with `dlv init {self.location}`")
         if raw is None:
             if any(True for _ in self.backend.list_prefix("")):
                 raise NotARepository(
@@ -137,6 +154,13 @@ class Store:
         if read_metadata(self.backend, path) is None:
             raise CorruptObject(f"{what}: tensor object {digest[:12]} is missing or its zarr.json is damaged")
         return read_tensor(self.backend, path, dtype, shape, digest, self.pool, progress, what, verify)
+
+    def iter_tensor(self, digest: str, dtype: str, shape: tuple[int, ...], what: str) -> Iterator[np.ndarray]:
+        """Stream a tensor's rows chunk by chunk with bounded memory (see tensors.iter_tensor)."""
+        path = f"objects/tensors/{digest}"
+        if read_metadata(self.backend, path) is None:
+            raise CorruptObject(f"{what}: tensor object {digest[:12]} is missing or its zarr.json is damaged")
+        return iter_tensor(self.backend, path, dtype, shape, digest, self.pool, what)
 
     # -- files -----------------------------------------------------------------------------------
     @staticmethod
@@ -199,7 +223,13 @@ class Store:
     def take_lease(self, objects: Iterable[str], wait: float = GC_LOCK_TTL) -> str:
         """Protect ``objects`` (``kind/hash``) from a concurrent gc until ``release``."""
         token = uuid.uuid4().hex
-        doc = {"objects": sorted(set(objects)), "time": time.time(), "author": current_user()}
+        doc = {
+            "objects": sorted(set(objects)),
+            "time": time.time(),
+            "author": current_user(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
         self.backend.set(f"refs/leases/{token}/zarr.json", group_node(doc))
         deadline = time.monotonic() + wait
         while self._gc_lock_held():
@@ -235,7 +265,7 @@ class Store:
                 doc = json.loads(raw)["attributes"]
             except (ValueError, KeyError):
                 continue
-            if now - float(doc.get("time", 0)) < LEASE_TTL:
+            if now - float(doc.get("time", 0)) < LEASE_TTL and not _dead_here(doc):
                 leased.update(doc.get("objects", []))
             else:
                 self.release(token)  # an abandoned commit's lease
@@ -272,6 +302,7 @@ class Store:
             for model, number, vid in self.live_versions():
                 live.add(f"versions/{vid}")
                 live |= self.record_objects(self.get_document("versions", vid, f"{model}@{number}"))
+                live |= evaluations.live_objects(self.backend, model, number)
             for user in self.backend.list_dir("refs/staging/"):
                 if user != "zarr.json":
                     live |= {f"files/{e['hash']}" for e in self.staged(user).values()}
@@ -302,6 +333,11 @@ class Store:
     def fsck(self, progress: Progress = _noop) -> FsckReport:
         """Re-hash every reachable object; report each problem naming the object and version."""
         report = FsckReport()
+
+        def counted(n: int) -> None:
+            report.bytes_checked += n
+            progress(n)
+
         verdicts: dict[str, str | None] = {}  # object → problem, checked once however often shared
         for model, number, vid in self.live_versions():
             where = f"{model}@{number}"
@@ -313,10 +349,11 @@ class Store:
                 continue
             for key, what in self._objects_of(record, where):
                 if key not in verdicts:
-                    verdicts[key] = self._check(key, record, what, progress)
+                    verdicts[key] = self._check(key, record, what, counted)
                 problem = verdicts[key]
                 if problem:
                     report.problems.append(problem if problem.startswith(where) else f"{what}: {problem}")
+        report.problems += sorted(self.refs.broken.values())
         report.objects = len(verdicts)
         for kind in ("tensors", "files"):
             for digest in self.document_ids(kind):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -63,7 +63,8 @@ class Tensor:
         logical = dtype or str(array.dtype)
         if logical not in STORAGE_DTYPES:
             raise UsageError(f"unsupported dtype {logical}: supported are {', '.join(STORAGE_DTYPES)}")
-        storage = np.ascontiguousarray(array)
+        # ascontiguousarray would turn a 0-d array into shape (1,).
+        storage = array if array.flags.c_contiguous else array.copy(order="C")
         if str(storage.dtype) != STORAGE_DTYPES[logical]:
             raise UsageError(f"a {logical} tensor must be held as {STORAGE_DTYPES[logical]}, got {storage.dtype}")
         return Tensor(logical, storage)
@@ -249,7 +250,7 @@ def read_tensor(
     storage = STORAGE_DTYPES[dtype]
     layout = Layout.plan(shape, storage)
     out = np.empty(shape, dtype=storage)
-    flat = out.reshape(-1) if out.ndim == 0 else out.reshape(shape[0], -1) if shape else out
+    flat = out.reshape(shape[0], math.prod(shape[1:])) if shape else out
     chunk_nbytes = layout.chunk_nbytes()
 
     def one(index: int) -> None:
@@ -283,6 +284,52 @@ def read_tensor(
     if verify and tensor_hash(tensor) != digest:
         raise CorruptObject(f"{what}: tensor {digest[:12]} does not match its hash (the stored bytes were altered)")
     return tensor
+
+
+def iter_tensor(
+    backend: Backend,
+    path: str,
+    dtype: str,
+    shape: tuple[int, ...],
+    digest: str,
+    pool: Executor,
+    what: str,
+) -> Iterator[np.ndarray]:
+    """Yield a tensor's rows chunk by chunk (storage dtype), holding at most two chunks in memory.
+
+    The content hash is checked as the chunks stream past; a mismatch raises after the last
+    chunk, so a consumer never finishes a computation on altered bytes without hearing of it.
+    """
+    storage = STORAGE_DTYPES[dtype]
+    layout = Layout.plan(shape, storage)
+    hasher = blake3.blake3(_header(dtype, shape))
+
+    def fetch(index: int) -> np.ndarray:
+        raw = backend.get_buffer(f"{path}/{layout.chunk_key(index)}")
+        if raw is None:
+            raise CorruptObject(f"{what}: chunk {layout.chunk_key(index)} of tensor {digest[:12]} is missing")
+        start, stop = layout.row_range(index)
+        try:
+            buf = np.frombuffer(bytes(_CODEC.decode(raw)), dtype=np.uint8)
+            if buf.size != layout.chunk_nbytes():
+                raise ValueError("wrong size")
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise CorruptObject(
+                f"{what}: chunk {layout.chunk_key(index)} of tensor {digest[:12]} is damaged ({exc})"
+            ) from exc
+        part = buf[: (stop - start) * layout.row_bytes].view(storage)
+        return part.reshape((stop - start, *shape[1:])) if shape else part.reshape(())
+
+    count = layout.chunk_count
+    pending = pool.submit(fetch, 0) if count else None
+    for index in range(count):
+        assert pending is not None
+        rows = pending.result()
+        pending = pool.submit(fetch, index + 1) if index + 1 < count else None
+        hasher.update(flat_bytes(np.ascontiguousarray(rows)).data)
+        yield rows
+    if hasher.hexdigest() != digest:
+        raise CorruptObject(f"{what}: tensor {digest[:12]} does not match its hash (the stored bytes were altered)")
 
 
 def chunk_keys(shape: Iterable[int], dtype: str) -> list[str]:
