@@ -81,7 +81,8 @@ class Refs:
                     if not isinstance(version_id, str):
                         raise CorruptObject(f"ref {model}@{n} is garbled: run `dlv fsck`")
                 except (CorruptObject, KeyError) as exc:
-                    self.broken[(model, n)] = str(exc) if isinstance(exc, CorruptObject) else f"ref {model}@{n} is garbled"
+                    garbled = f"ref {model}@{n} is garbled: run `dlv fsck`"
+                    self.broken[(model, n)] = str(exc) if isinstance(exc, CorruptObject) else garbled
                     continue
                 self.broken.pop((model, n), None)
                 self._ids[(model, n)] = version_id

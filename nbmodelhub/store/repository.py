@@ -36,8 +36,8 @@ import numpy as np
 from zarr.abc.store import Store as ZarrStore
 
 from nbmodelhub.errors import ConcurrentUpdate, CorruptObject, NotARepository
-from nbmodelhub.store.backend import Backend, open_zarr_store
 from nbmodelhub.store import evaluations
+from nbmodelhub.store.backend import Backend, open_zarr_store
 from nbmodelhub.store.documents import content_id, group_node, parse_group_node
 from nbmodelhub.store.refs import Refs, current_user
 from nbmodelhub.store.tensors import Tensor, iter_tensor, read_metadata, read_tensor, tensor_hash, write_tensor
