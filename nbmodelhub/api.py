@@ -14,7 +14,7 @@ import fnmatch
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +24,11 @@ from tqdm.auto import tqdm
 from zarr.abc.store import Store as ZarrStore
 
 from nbmodelhub import adapters
+from nbmodelhub.analysis.version_diff import VersionDiff
 from nbmodelhub.errors import CorruptObject, RefNotFound, UsageError
 from nbmodelhub.graph import LayerGraph, graph_from_module, graph_from_tensors
 from nbmodelhub.store.documents import check_metrics, check_name, check_params, decode_number
+from nbmodelhub.store.evaluations import Evaluation
 from nbmodelhub.store.refs import current_user
 from nbmodelhub.store.repository import FsckReport, GcReport, Store
 from nbmodelhub.store.tensors import Tensor
@@ -521,12 +523,10 @@ class Repository:
         sources = sorted({ties.get(n, n) for n in names}, key=list(tensors).index)
         total = sum(TensorInfo(n, tensors[n]["dtype"], tuple(tensors[n]["shape"]), "").nbytes for n in sources)
         loaded: dict[str, Any] = {}
+        items = [(tensors[n]["hash"], tensors[n]["dtype"], tuple(tensors[n]["shape"]), f"{version.ref}: tensor {n!r}")
+                 for n in sources]
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"load {version.ref}", delay=1.0, leave=False) as bar:
-            for n in sources:
-                t = tensors[n]
-                tensor = self.store.read_tensor(
-                    t["hash"], t["dtype"], tuple(t["shape"]), f"{version.ref}: tensor {n!r}", bar.update
-                )
+            for n, tensor in zip(sources, self.store.read_tensors(items, bar.update), strict=True):
                 loaded[n] = adapters.convert(tensor, framework)
         return {n: loaded[ties.get(n, n)] for n in names}
 
@@ -611,65 +611,188 @@ class Repository:
         return LayerGraph.from_json(self.store.get_document("graphs", version.graph, f"{version.ref}: layer graph"))
 
     # -- summaries ---------------------------------------------------------------------------------
-    def describe(self, ref: str | Version) -> dict[str, Any]:
-        """Layers (from parameter names), shapes and parameter counts of a version."""
+    def describe(
+        self,
+        ref: str | Version,
+        bins: int = 64,
+        module: Any = None,
+        example_input: Any = None,
+        snapshot: int | None = None,
+        stats: bool = True,
+    ) -> dict[str, Any]:
+        """A version's layers with parameter counts, weight statistics and histograms, its footprint.
+
+        Statistics (mean, std, min, max, sparsity, L2 norm) and per-layer histograms of ``bins``
+        bins stream over the stored chunks; ``stats=False`` skips reading weights. With ``module``
+        the version is checked out into it; with an ``example_input`` too, one forward measures
+        activation memory and time.
+        """
+        from nbmodelhub.analysis.describe import describe_layers, forward_footprint
+
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 0:
+            raise UsageError(f"bins must be a whole number ≥ 0 (0: no histograms), got {bins!r}")
+        if example_input is not None and module is None:
+            raise UsageError("example_input needs module=: the forward pass runs the version in your module")
         version = self.get(ref)
-        layers: dict[str, dict[str, Any]] = {}
-        for info in version.tensors.values():
-            layer, _, param = info.name.rpartition(".")
-            entry = layers.setdefault(layer or "(top)", {"layer": layer or "(top)", "parameters": 0, "tensors": {}})
-            entry["parameters"] += info.count
-            entry["tensors"][param] = {"dtype": info.dtype, "shape": list(info.shape)}
+        snap = self._snapshot(version, snapshot)
+        infos = [TensorInfo(n, t["dtype"], tuple(t["shape"]), t["hash"]) for n, t in snap["tensors"].items()]
+        graph = self.graph(version)
+        footprint: dict[str, Any] = {
+            "parameters": sum(i.count for i in infos),
+            "parameter_bytes": sum(i.nbytes for i in infos),
+            "activation_bytes": None,
+            "forward_seconds": None,
+        }
+        if module is not None:
+            self.checkout(version, module, snapshot=snapshot)
+            if example_input is not None:
+                footprint.update(forward_footprint(module, example_input))
         return {
             "version": version.to_dict(),
-            "parameters": version.parameter_count,
-            "bytes": version.nbytes,
-            "ties": version.ties,
-            "layers": list(layers.values()),
+            "snapshot": snap.get("step"),
+            "parameters": footprint["parameters"],
+            "bytes": footprint["parameter_bytes"],
+            "ties": dict(snap.get("ties", {})),
+            "graph": graph.summary(),
+            "layers": describe_layers(self.store, version.ref, snap["tensors"], graph, bins=bins, stats=stats),
+            "footprint": footprint,
             "metrics": version.metrics,
             "curves": {k: [list(p) for p in c] for k, c in version.curves.items()},
             "files": [f.to_dict() for f in version.files],
+            "evaluations": [e.to_dict() for e in self.evaluations(version)],
         }
 
-    def diff(self, a: str | Version, b: str | Version, all_params: bool = False) -> dict[str, Any]:
-        """What changed from ``a`` to ``b``: tensors (with change norms), params, metrics."""
-        import numpy as np
+    def histograms(
+        self,
+        ref: str | Version,
+        names: Iterable[str] | str | None = None,
+        bins: int = 64,
+        edges: Any = None,
+        snapshot: int | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Per tensor ``{"edges": [...], "counts": [...]}``, streamed over the stored chunks.
 
-        va, vb = self.get(a), self.get(b)
-        changed, same, shape_changed = [], [], []
-        for name in sorted(set(va.tensors) & set(vb.tensors)):
-            ta, tb = va.tensors[name], vb.tensors[name]
-            if ta.hash == tb.hash:  # decided by hash: nothing is read
-                same.append(name)
-                continue
-            if ta.shape != tb.shape or ta.dtype != tb.dtype:
-                shape_changed.append(
-                    {"name": name, "from": [ta.dtype, list(ta.shape)], "to": [tb.dtype, list(tb.shape)]}
-                )
-                continue
-            xa = self.load(va, keys=[name])[name].astype(np.float64)
-            xb = self.load(vb, keys=[name])[name].astype(np.float64)
-            norm_a = float(np.linalg.norm(xa))
-            delta = float(np.linalg.norm(xb - xa))
-            changed.append({"name": name, "l2": delta, "relative": delta / norm_a if norm_a else None})
-        keys = sorted(set(va.params) | set(vb.params))
-        params = {
-            k: {"from": va.params.get(k), "to": vb.params.get(k)}
-            for k in keys
-            if all_params or va.params.get(k) != vb.params.get(k)
+        ``names`` are tensor names or globs (default: all). ``edges`` (one list for every tensor,
+        or a dict name → list) fixes the bins, so two versions overlay: get shared ones from
+        :func:`nbmodelhub.analysis.version_edges`. Without edges each tensor gets ``bins`` bins
+        over its own range (one extra pass to find it).
+        """
+        from nbmodelhub.analysis.describe import check_edges, histograms
+
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise UsageError(f"bins must be a whole number ≥ 1, got {bins!r}")
+        check_edges(edges)
+        version = self.get(ref)
+        snap = self._snapshot(version, snapshot)
+        tensors, ties = snap["tensors"], snap.get("ties", {})
+        chosen = list(tensors) if names is None else self._select(version, list(tensors) + list(ties), names)
+        return histograms(self.store, version.ref, tensors, ties, chosen, bins=bins, edges=edges)
+
+    def eval(
+        self,
+        ref: str | Version,
+        fn: Callable[[Any, Any], Mapping[str, Any]],
+        module: Any = None,
+        data: Any = None,
+        snapshot: int | None = None,
+    ) -> Evaluation:
+        """Run ``fn(model, data)`` on a version and record the metrics it returns as an evaluation.
+
+        ``model`` is ``module`` with the version checked out into it, else the version's torch
+        state dict. ``fn`` returns a dict of metric name → number (or a curve of (step, value)
+        pairs). The version itself is not touched; the evaluation is stored beside it and shows
+        in :meth:`evaluations`, :meth:`describe` and :meth:`diff`. If ``fn`` fails, nothing is
+        recorded.
+        """
+        import time
+
+        from nbmodelhub.errors import ModelHubError
+        from nbmodelhub.store import evaluations
+
+        if not callable(fn):
+            raise UsageError(f"fn must be a function (model, data) → dict of metrics, got {type(fn).__name__}")
+        if self.store.backend.read_only:
+            raise UsageError(f"the repository at {self.location} is read-only: evaluations cannot be recorded")
+        version = self.get(ref)
+        if module is not None:
+            self.checkout(version, module, snapshot=snapshot)
+            target: Any = module
+        else:
+            target = self.load(version, framework="torch", snapshot=snapshot)
+        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+        start = time.perf_counter()
+        try:
+            result = fn(target, data)
+        except Exception as exc:
+            raise ModelHubError(
+                f"evaluating {version.ref} failed: {name} raised {type(exc).__name__}: {exc} (nothing was recorded)"
+            ) from exc
+        seconds = time.perf_counter() - start
+        if not isinstance(result, Mapping) or not result:
+            raise ModelHubError(
+                f"evaluating {version.ref}: {name} must return a dict of metric name → number, "
+                f"got {type(result).__name__ if result is not None else 'None'} (nothing was recorded)"
+            )
+        try:
+            metrics_doc, curves_doc = check_metrics(result)
+        except UsageError as exc:
+            raise ModelHubError(f"evaluating {version.ref}: {name} returned {exc} (nothing was recorded)") from exc
+        doc = {
+            "kind": "evaluation",
+            "version": version.id,
+            "model": version.model,
+            "number": version.number,
+            "metrics": metrics_doc,
+            "curves": curves_doc,
+            "function": name,
+            "data": evaluations.describe_data(data),
+            "snapshot": snapshot,
+            "author": current_user(),
+            "created": _now(),
+            "seconds": seconds,
+            "nonce": uuid.uuid4().hex,
         }
-        metric_keys = sorted(set(va.metrics) | set(vb.metrics))
-        return {
-            "a": va.ref,
-            "b": vb.ref,
-            "added": sorted(set(vb.tensors) - set(va.tensors)),
-            "removed": sorted(set(va.tensors) - set(vb.tensors)),
-            "changed": changed,
-            "reshaped": shape_changed,
-            "unchanged": len(same),
-            "params": params,
-            "metrics": {k: {"a": va.metrics.get(k), "b": vb.metrics.get(k)} for k in metric_keys},
-        }
+        digest = evaluations.record(self.store, version.model, version.number, doc)
+        return evaluations.from_document(digest, version.ref, doc)
+
+    def evaluations(self, ref: str | Version) -> list[Evaluation]:
+        """The evaluations recorded for a version, oldest first."""
+        from nbmodelhub.store import evaluations
+
+        version = self.get(ref)
+        return evaluations.load(self.store, version.model, version.number, version.id)
+
+    def diff(
+        self,
+        a: str | Version,
+        b: str | Version,
+        all_params: bool = False,
+        snapshot_a: int | None = None,
+        snapshot_b: int | None = None,
+    ) -> VersionDiff:
+        """What changed from ``a`` to ``b``: layers, tensors (with change metrics), params, metrics.
+
+        Works across models (a fine-tune against its base) and between snapshots (``snapshot_a``,
+        ``snapshot_b``: training steps; default the last). Tensors are paired through the layer
+        match; identical content is decided by hash without reading data.
+        """
+        from nbmodelhub.analysis.version_diff import Side, diff_versions
+
+        def side(version: Version, step: int | None) -> Side:
+            snap = self._snapshot(version, step)
+            return Side(
+                ref=version.ref,
+                step=snap.get("step"),
+                tensors=snap["tensors"],
+                ties=snap.get("ties", {}),
+                graph=self.graph(version),
+                params=version.params,
+                metrics=version.metrics,
+                curves=version.curves,
+                evaluations=[e.to_dict() for e in self.evaluations(version)],
+            )
+
+        return diff_versions(self.store, side(self.get(a), snapshot_a), side(self.get(b), snapshot_b), all_params)
 
 
 def _invert(tags: Mapping[str, int]) -> dict[int, list[str]]:

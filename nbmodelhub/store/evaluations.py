@@ -65,6 +65,20 @@ class Evaluation:
         return f"<Evaluation of {self.ref} by {self.function}: {shown}>"
 
 
+def describe_data(data: Any) -> str | None:
+    """A short label for the data an evaluation ran on (its type and size), never the data itself."""
+    if data is None:
+        return None
+    label = type(data).__name__
+    shape = getattr(data, "shape", None)
+    if isinstance(shape, tuple):
+        return f"{label}{list(shape)}"
+    try:
+        return f"{label} of {len(data)}"
+    except Exception:
+        return label
+
+
 def _refs_prefix(model: str, number: int) -> str:
     return f"{MODELS}{model}/evals/{number}/"
 

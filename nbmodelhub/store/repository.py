@@ -40,7 +40,15 @@ from nbmodelhub.store import evaluations
 from nbmodelhub.store.backend import Backend, open_zarr_store
 from nbmodelhub.store.documents import content_id, group_node, parse_group_node
 from nbmodelhub.store.refs import Refs, current_user
-from nbmodelhub.store.tensors import Tensor, iter_tensor, read_metadata, read_tensor, tensor_hash, write_tensor
+from nbmodelhub.store.tensors import (
+    Tensor,
+    TensorRead,
+    iter_tensor,
+    read_metadata,
+    read_tensors,
+    tensor_hash,
+    write_tensor,
+)
 
 FORMAT = 1
 KINDS = ("tensors", "files", "versions", "graphs", "evals")
@@ -94,7 +102,8 @@ class Store:
     def __init__(self, location: str | os.PathLike[str] | ZarrStore | None, read_only: bool = False) -> None:
         self.backend = Backend(open_zarr_store(location, read_only))
         self.refs = Refs(self.backend)
-        self.pool = ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 2)), thread_name_prefix="nbmodelhub")
+        # More threads than cores: while some wait on storage, others decode or hash.
+        self.pool = ThreadPoolExecutor(max_workers=max(6, 3 * (os.cpu_count() or 2)), thread_name_prefix="nbmodelhub")
         self._records: dict[str, dict[str, Any]] = {}
         self._open()
 
@@ -141,6 +150,18 @@ class Store:
     def write_tensor(self, digest: str, tensor: Tensor, progress: Progress = _noop) -> None:
         write_tensor(self.backend, f"objects/tensors/{digest}", tensor, digest, self.pool, progress)
 
+    def read_tensors(
+        self, items: list[tuple[str, str, tuple[int, ...], str]], progress: Progress = _noop, verify: bool = True
+    ) -> list[Tensor]:
+        """Read whole tensors given as (digest, dtype, shape, what) — in parallel, hash-checked."""
+        reads = []
+        for digest, dtype, shape, what in items:
+            path = f"objects/tensors/{digest}"
+            if read_metadata(self.backend, path) is None:
+                raise CorruptObject(f"{what}: tensor object {digest[:12]} is missing or its zarr.json is damaged")
+            reads.append(TensorRead(path, dtype, shape, digest, what))
+        return read_tensors(self.backend, reads, self.pool, progress, verify)
+
     def read_tensor(
         self,
         digest: str,
@@ -150,10 +171,7 @@ class Store:
         progress: Progress = _noop,
         verify: bool = True,
     ) -> Tensor:
-        path = f"objects/tensors/{digest}"
-        if read_metadata(self.backend, path) is None:
-            raise CorruptObject(f"{what}: tensor object {digest[:12]} is missing or its zarr.json is damaged")
-        return read_tensor(self.backend, path, dtype, shape, digest, self.pool, progress, what, verify)
+        return self.read_tensors([(digest, dtype, shape, what)], progress, verify)[0]
 
     def iter_tensor(self, digest: str, dtype: str, shape: tuple[int, ...], what: str) -> Iterator[np.ndarray]:
         """Stream a tensor's rows chunk by chunk with bounded memory (see tensors.iter_tensor)."""
@@ -178,7 +196,8 @@ class Store:
         path = f"objects/files/{digest}"
         if read_metadata(self.backend, path) is None:
             raise CorruptObject(f"{what}: file object {digest[:12]} is missing")
-        return read_tensor(self.backend, path, "uint8", (size,), digest, self.pool, _noop, what).array.tobytes()
+        read = TensorRead(path, "uint8", (size,), digest, what)
+        return read_tensors(self.backend, [read], self.pool, _noop)[0].array.tobytes()
 
     # -- documents -------------------------------------------------------------------------------
     def put_document(self, kind: str, doc: Mapping[str, Any]) -> str:

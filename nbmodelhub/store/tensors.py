@@ -232,58 +232,73 @@ def read_metadata(backend: Backend, path: str) -> dict[str, object] | None:
         return None
 
 
-def read_tensor(
+@dataclass(frozen=True)
+class TensorRead:
+    """One tensor to read: where it lives, what it should be, and how to name it in errors."""
+
+    path: str
+    dtype: str
+    shape: tuple[int, ...]
+    digest: str
+    what: str
+
+
+def read_tensors(
     backend: Backend,
-    path: str,
-    dtype: str,
-    shape: tuple[int, ...],
-    digest: str,
+    reads: list[TensorRead],
     pool: Executor,
     progress: Callable[[int], None],
-    what: str,
     verify: bool = True,
-) -> Tensor:
-    """Read a whole tensor, decoding each chunk into place, and check it against its hash.
+) -> list[Tensor]:
+    """Read whole tensors, decoding each chunk straight into its place, and check their hashes.
 
-    ``what`` names the tensor and version for error messages.
+    Every chunk of every tensor goes to the pool at once, so reading one chunk from disk overlaps
+    with decoding another: a cold load is bound by the disk, not by one tensor at a time.
     """
-    storage = STORAGE_DTYPES[dtype]
-    layout = Layout.plan(shape, storage)
-    out = np.empty(shape, dtype=storage)
-    flat = out.reshape(shape[0], math.prod(shape[1:])) if shape else out
-    chunk_nbytes = layout.chunk_nbytes()
-
-    def one(index: int) -> None:
-        key = f"{path}/{layout.chunk_key(index)}"
-        raw = backend.get_buffer(key)
-        if raw is None:
-            raise CorruptObject(f"{what}: chunk {layout.chunk_key(index)} of tensor {digest[:12]} is missing")
-        start, stop = layout.row_range(index)
-        try:
-            if layout.shape and stop - start == layout.rows:
-                target = flat[start:stop]
-                _CODEC.decode(raw, out=target.reshape(-1).view(np.uint8))
-            else:
-                buf = np.frombuffer(bytes(_CODEC.decode(raw)), dtype=np.uint8)
-                if buf.size != chunk_nbytes:
-                    raise ValueError("wrong size")
-                part = buf[: (stop - start) * layout.row_bytes].view(storage)
-                if layout.shape:
-                    flat[start:stop] = part.reshape(flat[start:stop].shape)
-                else:
-                    out[()] = part[0]
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise CorruptObject(
-                f"{what}: chunk {layout.chunk_key(index)} of tensor {digest[:12]} is damaged ({exc})"
-            ) from exc
-        progress((stop - start) * layout.row_bytes)
-
-    for future in [pool.submit(one, i) for i in range(layout.chunk_count)]:
+    outs = [np.empty(r.shape, dtype=STORAGE_DTYPES[r.dtype]) for r in reads]
+    futures = [
+        pool.submit(_read_chunk, backend, read, out, index, progress)
+        for read, out in zip(reads, outs, strict=True)
+        for index in range(Layout.plan(read.shape, STORAGE_DTYPES[read.dtype]).chunk_count)
+    ]
+    for future in futures:
         future.result()
-    tensor = Tensor(dtype, out)
-    if verify and tensor_hash(tensor) != digest:
-        raise CorruptObject(f"{what}: tensor {digest[:12]} does not match its hash (the stored bytes were altered)")
-    return tensor
+    tensors = [Tensor(r.dtype, out) for r, out in zip(reads, outs, strict=True)]
+    if verify:
+        for read, digest in zip(reads, pool.map(tensor_hash, tensors), strict=True):
+            if digest != read.digest:
+                raise CorruptObject(
+                    f"{read.what}: tensor {read.digest[:12]} does not match its hash (the stored bytes were altered)"
+                )
+    return tensors
+
+
+def _read_chunk(
+    backend: Backend, read: TensorRead, out: np.ndarray, index: int, progress: Callable[[int], None]
+) -> None:
+    storage = STORAGE_DTYPES[read.dtype]
+    layout = Layout.plan(read.shape, storage)
+    key = layout.chunk_key(index)
+    raw = backend.get_buffer(f"{read.path}/{key}")
+    if raw is None:
+        raise CorruptObject(f"{read.what}: chunk {key} of tensor {read.digest[:12]} is missing")
+    start, stop = layout.row_range(index)
+    try:
+        if read.shape and stop - start == layout.rows:
+            rows = out.reshape(read.shape[0], math.prod(read.shape[1:]))[start:stop]
+            _CODEC.decode(raw, out=rows.reshape(-1).view(np.uint8))
+        else:
+            buf = np.frombuffer(bytes(_CODEC.decode(raw)), dtype=np.uint8)
+            if buf.size != layout.chunk_nbytes():
+                raise ValueError("wrong size")
+            part = buf[: (stop - start) * layout.row_bytes].view(storage)
+            if read.shape:
+                out[start:stop] = part.reshape((stop - start, *read.shape[1:]))
+            else:
+                out[()] = part[0]
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise CorruptObject(f"{read.what}: chunk {key} of tensor {read.digest[:12]} is damaged ({exc})") from exc
+    progress((stop - start) * layout.row_bytes)
 
 
 def iter_tensor(
