@@ -20,7 +20,8 @@ def is_array_dict(obj: object) -> bool:
 
 def to_tensor(array: np.ndarray, name: str) -> Tensor:
     if array.dtype == _BFLOAT16:
-        return Tensor.of(np.ascontiguousarray(array).view(np.uint16), "bfloat16")
+        contiguous = array if array.flags.c_contiguous else array.copy(order="C")
+        return Tensor.of(contiguous.view(np.uint16), "bfloat16")
     if str(array.dtype) not in STORAGE_DTYPES or array.dtype.byteorder == ">":
         raise UsageError(
             f"tensor {name!r} has dtype {array.dtype}, which cannot be stored: "
