@@ -201,7 +201,8 @@ class Repository:
             numbers = refs.numbers(ref)
             if not numbers:
                 raise RefNotFound(f"every version of {ref} was deleted")
-            return self._by_number(ref, numbers[-1], ref)
+            latest = refs.latest(ref)
+            return self._by_number(ref, latest[0] if latest else numbers[-1], ref)
         if _HEX.match(ref):
             hits = [r for r in refs.all_versions() if r.version_id.startswith(ref)]
             if len(hits) == 1:
@@ -405,10 +406,8 @@ class Repository:
 
     def _parent_ids(self, name: str, parents: Sequence[str | Version] | None) -> list[str]:
         if parents is None:
-            numbers = self.store.refs.numbers(name) if name in self.store.refs.models() else []
-            if not numbers:
-                return []
-            return [self.store.refs.version_ids(name, [numbers[-1]])[numbers[-1]]]
+            latest = self.store.refs.latest(name) if name in self.store.refs.models() else None
+            return [latest[1]] if latest else []
         if isinstance(parents, (str, Version)):
             parents = [parents]
         return [self.get(p).id for p in parents]

@@ -26,7 +26,7 @@ def _train(model: object, lr: float, steps: int, seed: int) -> list[tuple[int, f
         opt.zero_grad()
         loss.backward()
         opt.step()
-        curve.append((step, float(loss)))
+        curve.append((step, loss.item()))
     return curve
 
 

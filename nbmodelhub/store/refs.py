@@ -89,6 +89,19 @@ class Refs:
                 self._refs[version_id] = (model, n)
         return {n: self._ids[(model, n)] for n in numbers if (model, n) in self._ids}
 
+    def latest(self, model: str) -> tuple[int, str] | None:
+        """The newest visible version. A number whose ref is still being written is passed over."""
+        numbers = self.numbers(model)
+        ids = self.version_ids(model, numbers[-4:])
+        for number in reversed(numbers):
+            if number not in ids:
+                ids = self.version_ids(model, [number])
+            if number in ids:
+                return number, ids[number]
+            if (model, number) in self.broken:
+                return None
+        return None
+
     def ref_of(self, version_id: str) -> tuple[str, int] | None:
         """The (model, number) that names ``version_id``, if any ref does."""
         if version_id not in self._refs:
