@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
+
+# Progress bars would garble the table; timings are what this script prints.
+os.environ.setdefault("TQDM_DISABLE", "1")
 import shutil
 import statistics
 import tempfile
