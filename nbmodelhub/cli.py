@@ -173,8 +173,9 @@ def _new_tensors(repo: mh.Repository, version: mh.Version) -> tuple[int, list[st
 def cmd_list(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     versions = repo.versions(model=args.model, message=args.message, last=args.last)
+    evaluated = {v.id: repo.evaluations(v) for v in versions}
     if args.json:
-        _json([v.to_dict() for v in versions])
+        _json([{**v.to_dict(), "evaluations": [e.to_dict() for e in evaluated[v.id]]} for v in versions])
         return 0
     if not versions:
         _out("no versions" + (f" of {args.model}" if args.model else "") + (" match" if args.message else ""))
@@ -188,12 +189,24 @@ def cmd_list(args: argparse.Namespace, repo: mh.Repository | None) -> int:
             render.truncate(v.message, 40),
             render.compact_kv(v.params, 40),
             render.compact_kv(v.metrics, 32),
+            *([_latest_evaluation(evaluated[v.id])] if any(evaluated.values()) else []),
             _tags(v),
         ]
         for v in versions
     ]
-    _out(render.table(["ref", "id", "created", "author", "message", "params", "metrics", "tags"], rows))
+    columns = ["ref", "id", "created", "author", "message", "params", "metrics", "tags"]
+    if any(evaluated.values()):
+        columns.insert(-1, "evaluated")
+    _out(render.table(columns, rows))
     return 0
+
+
+def _latest_evaluation(evaluations: list[Any]) -> str:
+    """The latest value of each evaluated metric (evaluations come oldest first)."""
+    latest: dict[str, Any] = {}
+    for e in evaluations:
+        latest.update(e.metrics)
+    return render.compact_kv(latest, 32) or "-"
 
 
 def cmd_log(args: argparse.Namespace, repo: mh.Repository | None) -> int:
@@ -228,7 +241,7 @@ def cmd_log(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 
 def cmd_desc(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
-    info = repo.describe(args.ref)
+    info = repo.describe(args.ref, bins=args.bins, snapshot=args.snapshot, stats=not args.no_stats)
     if args.json:
         _json(info)
         return 0
@@ -258,38 +271,88 @@ def cmd_desc(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     header.append(["files", f"{len(files)}: {shown}{more}" if files else "0"])
     ties = info["ties"]
     header.append(["ties", ", ".join(f"{a} = {b}" for a, b in ties.items()) if ties else "-"])
+    graph = info.get("graph")
+    if graph:
+        flow = "data flow traced" if graph["traced"] else "hierarchy only, no data flow"
+        header.append(["graph", f"{graph['layers']} layers, {graph['edges']} edges ({graph['source']}: {flow})"])
+    for e in info.get("evaluations", []):
+        header.append(
+            ["evaluation", f"{render.compact_kv(e['metrics'])}  ({e['function']}, {render.short_time(e['created'])})"]
+        )
     _out(render.table([], header))
     _out()
+    stats = not args.no_stats
     rows = []
     for layer in info["layers"]:
         tensors = ", ".join(f"{n} {render.shape_text(t['dtype'], t['shape'])}" for n, t in layer["tensors"].items())
-        rows.append([layer["layer"], render.human_count(layer["parameters"]), tensors])
+        row = [layer["layer"], render.human_count(layer["parameters"]), layer.get("type") or "-"]
+        if stats:
+            st = layer["stats"]
+            row += [
+                _stat(st["mean"]),
+                _stat(st["std"]),
+                _stat(st["min"]),
+                _stat(st["max"]),
+                render.percent(st["sparsity"]),
+            ]
+        rows.append([*row, tensors])
     n_tensors = sum(len(layer["tensors"]) for layer in info["layers"])
-    rows.append(
-        [
-            f"total ({_plural(len(info['layers']), 'layer')})",
-            render.human_count(info["parameters"]),
-            f"{_plural(n_tensors, 'tensor')}, {render.human_bytes(info['bytes'])}",
-        ]
-    )
-    _out(render.table(["layer", "parameters", "tensors"], rows, align="lr"))
+    total = [f"total ({_plural(len(info['layers']), 'layer')})", render.human_count(info["parameters"]), ""]
+    size = f"{_plural(n_tensors, 'tensor')}, {render.human_bytes(info['bytes'])}"
+    rows.append([*total, *([""] * 5 if stats else []), size])
+    columns = ["layer", "parameters", "type", *(["mean", "std", "min", "max", "zeros"] if stats else []), "tensors"]
+    _out(render.table(columns, rows, align="lrl" + ("rrrrr" if stats else "")))
     return 0
+
+
+def _stat(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
 
 
 def cmd_diff(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
-    d = repo.diff(args.a, args.b, all_params=args.all_params)
-    d["changed"] = sorted(d["changed"], key=lambda c: -c["relative"])
+    d = repo.diff(args.a, args.b, all_params=args.all_params, snapshot_a=args.snapshot_a, snapshot_b=args.snapshot_b)
+    # A change from an all-zero tensor has no relative size (None): it sorts first, as the biggest.
+    d.changed = sorted(d.changed, key=lambda c: -math.inf if c["relative"] is None else -c["relative"])
     if args.json:
-        _json(d)
+        _json(d.to_dict())
         return 0
-    a, b = d["a"], d["b"]
+    a = d.a + (f" (step {d.step_a})" if d.step_a is not None else "")
+    b = d.b + (f" (step {d.step_b})" if d.step_b is not None else "")
     _out(f"diff {a} → {b}")
     _out()
-    if d["changed"]:
-        _out(f"changed tensors ({len(d['changed'])}), largest relative change first:")
-        rows = [[c["name"], f"{c['l2']:.4g}", render.percent(c["relative"])] for c in d["changed"]]
-        _out(render.table(["tensor", "L2 of change", "relative"], rows, align="lrr", indent=2))
+    arch = d.architecture
+    if arch.get("identical", True):
+        _out("architecture: identical")
+    else:
+        _out("architecture:" + (" same structure, layers renamed" if arch["structurally_equal"] else ""))
+        for key in ("added", "removed"):
+            groups = arch[f"groups_{key}"]
+            outer = [g for g in groups if not any(g.startswith(o + ".") for o in groups if o != g)]
+            if outer:
+                _out(f"  blocks {key}: {', '.join(outer)}")
+            if arch[key]:
+                _out(f"  layers {key} ({len(arch[key])}): {render.truncate(', '.join(arch[key]), 200)}")
+        for c in arch["changed"]:
+            name = c["a"] if c["a"] == c["b"] else f"{c['a']} → {c['b']}"
+            _out(f"  layer changed: {name} ({', '.join(c['what'])})")
+        if arch["renamed"]:
+            _out(f"  layers renamed: {len(arch['renamed'])} (e.g. {arch['renamed'][0][0]} → {arch['renamed'][0][1]})")
+    if d.changed:
+        _out(f"changed tensors ({len(d.changed)}), largest relative change first:")
+        rows = [
+            [
+                c["name"] + (f" (was {c['a_name']})" if "a_name" in c else ""),
+                f"{c['l2']:.4g}",
+                f"{c['max_abs']:.3g}",
+                "-" if c["cosine"] is None else f"{c['cosine']:.4f}",
+                render.percent(c["fraction_changed"]),
+                render.percent(c["relative"]),
+            ]
+            for c in d.changed
+        ]
+        columns = ["tensor", "L2 of change", "max |change|", "cosine", "elements changed", "relative"]
+        _out(render.table(columns, rows, align="lrrrrr", indent=2))
     else:
         _out("changed tensors: none")
     for key, title in (("added", "added"), ("removed", "removed")):
@@ -299,7 +362,9 @@ def cmd_diff(args: argparse.Namespace, repo: mh.Repository | None) -> int:
         _out(f"reshaped ({len(d['reshaped'])}):")
         rows = [[r["name"], render.shape_text(*r["from"]), "→", render.shape_text(*r["to"])] for r in d["reshaped"]]
         _out(render.table([], rows, indent=2))
-    _out(f"unchanged: {_plural(d['unchanged'], 'tensor')}")
+    renamed_same = len(d.renamed) - sum(1 for c in d.changed if "a_name" in c)
+    moved = f" ({renamed_same} under new names)" if renamed_same else ""
+    _out(f"unchanged: {_plural(d['unchanged'], 'tensor')}{moved}")
     if d["params"]:
         _out()
         _out("params:")
@@ -320,7 +385,64 @@ def cmd_diff(args: argparse.Namespace, repo: mh.Repository | None) -> int:
                 change = f"{m['b'] - m['a']:+.4g}"
             rows.append([k, render.format_value(m["a"]), render.format_value(m["b"]), change])
         _out(render.table(["metric", a, b, "change"], rows, align="lrrr"))
+    evaluated = d.evaluations.get("metrics", {})
+    if evaluated:
+        _out()
+        rows = [[k, render.format_value(m["a"]), render.format_value(m["b"])] for k, m in evaluated.items()]
+        _out(render.table(["evaluated (latest)", d.a, d.b], rows, align="lrr"))
+    for key, curve in d.curves.items():
+        shared = sum(1 for x, y in zip(curve["a"], curve["b"], strict=True) if x is not None and y is not None)
+        _out(f"curve {key}: {len(curve['steps'])} steps, {shared} in both")
     return 0
+
+
+def cmd_eval(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    namespace = _run_script(Path(args.script))
+
+    def pick(name: str, what: str) -> Any:
+        if name not in namespace:
+            found = sorted(k for k, v in namespace.items() if callable(v) and not k.startswith("_"))
+            raise UsageError(f"{args.script} defines no {what} {name!r}; it defines: {', '.join(found) or 'nothing'}")
+        return namespace[name]
+
+    fn = pick(args.function, "function")
+    if not callable(fn):
+        raise UsageError(f"{args.function} in {args.script} is not a function")
+    module = pick(args.module, "module factory")() if args.module else None
+    data = None
+    if args.data:
+        data = pick(args.data, "data")
+        data = data() if callable(data) else data
+    evaluation = repo.eval(args.ref, fn, module=module, data=data, snapshot=args.snapshot)
+    if args.json:
+        _json(evaluation.to_dict())
+        return 0
+    _out(f"evaluated {evaluation.ref} with {evaluation.function} in {evaluation.seconds:.3g} s")
+    rows = [[k, render.format_value(v)] for k, v in evaluation.metrics.items()]
+    _out(render.table(["metric", "value"], rows, align="lr", indent=2))
+    return 0
+
+
+def _run_script(path: Path) -> dict[str, Any]:
+    """Execute the user's own script as ``python FILE.py`` would (``__main__``, its folder on sys.path)."""
+    import runpy
+
+    if not path.is_file():
+        raise UsageError(f"no such script: {path}")
+    folder = str(path.resolve().parent)
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [str(path)]
+    sys.path.insert(0, folder)
+    try:
+        return runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exc:
+        raise UsageError(f"{path} exited ({exc.code}) while loading: guard its own work with if __name__ ...") from exc
+    except Exception as exc:
+        raise UsageError(f"{path} failed while loading: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
 
 
 def _number(x: Any) -> bool:
@@ -606,11 +728,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("desc", cmd_desc, "read", "describe a version: metadata and its layers")
     p.add_argument("ref", metavar="REF")
+    p.add_argument("--snapshot", type=int, metavar="STEP", help="the snapshot at this training step")
+    p.add_argument("--bins", type=int, default=64, metavar="N", help="histogram bins per layer (JSON output)")
+    p.add_argument("--no-stats", action="store_true", help="shapes only: read no weights")
 
     p = command("diff", cmd_diff, "read", "what changed between two versions")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("--all-params", action="store_true", help="show unchanged params too")
+    p.add_argument("--snapshot-a", type=int, metavar="STEP", help="A's snapshot at this training step")
+    p.add_argument("--snapshot-b", type=int, metavar="STEP", help="B's snapshot at this training step")
+
+    p = command("eval", cmd_eval, "write", "run an evaluation function on a version and record its metrics")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--script", required=True, metavar="FILE.py", help="your script, run as `python FILE.py` would")
+    p.add_argument("--function", required=True, metavar="NAME", help="fn(model, data) → dict of metrics, in FILE.py")
+    p.add_argument("--module", metavar="NAME", help="a function in FILE.py returning the nn.Module to load into")
+    p.add_argument("--data", metavar="NAME", help="a function (called) or value in FILE.py passed as data")
+    p.add_argument("--snapshot", type=int, metavar="STEP", help="evaluate the snapshot at this training step")
 
     p = command("copy", cmd_copy, "write", "start a new model from a version (shares its data)")
     p.add_argument("ref", metavar="REF")

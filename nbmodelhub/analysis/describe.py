@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from numcodecs import Blosc
 
 from nbmodelhub.analysis.weights import Histogram, Moments, histogram, make_edges, moments, value_range
+from nbmodelhub.errors import CorruptObject, UsageError
 from nbmodelhub.graph import LayerGraph
+from nbmodelhub.store.tensors import STORAGE_DTYPES, Layout
 
 if TYPE_CHECKING:
+    from nbmodelhub.api import Repository, Version
     from nbmodelhub.store.repository import Store
 
 Edges = Sequence[float] | np.ndarray | Mapping[str, Sequence[float] | np.ndarray]
@@ -42,6 +48,75 @@ def _chunks(store: Store, tensors: TensorRecords, name: str, where: str) -> tupl
     dtype = str(t["dtype"])
     shape = tuple(int(s) for s in t["shape"])
     return store.iter_tensor(str(t["hash"]), dtype, shape, f"{where}: tensor {name!r}"), dtype
+
+
+def _overlapped(chunks: Iterable[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+    """Drain ``chunks`` on a helper thread, ``depth`` ahead, so the stream's own work (decoding,
+    hash checking) runs while the consumer computes. Errors, the final hash check's included,
+    reach the consumer in order."""
+    slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():  # the consumer may have left: never block on a full queue for good
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for rows in chunks:
+                if not put(("rows", rows)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="nbmodelhub-stream", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = slots.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _unverified_range(store: Store, record: Mapping[str, Any]) -> tuple[float, float] | None:
+    """Finite min and max, decoding chunks in parallel without the hash check.
+
+    Only used to place bin edges: the counting pass that follows reads the same object through
+    ``Store.iter_tensor``, which checks the hash, so altered bytes are still reported.
+    """
+    dtype = str(record["dtype"])
+    shape = tuple(int(s) for s in record["shape"])
+    storage = STORAGE_DTYPES[dtype]
+    layout = Layout.plan(shape, storage)
+    path = f"objects/tensors/{record['hash']}"
+    codec = Blosc()
+
+    def one(index: int) -> tuple[float, float] | None:
+        raw = store.backend.get_buffer(f"{path}/{layout.chunk_key(index)}")
+        if raw is None:
+            raise CorruptObject(f"chunk {layout.chunk_key(index)} of tensor {str(record['hash'])[:12]} is missing")
+        start, stop = layout.row_range(index)
+        buf = np.empty(layout.chunk_nbytes(), dtype=np.uint8)
+        codec.decode(raw, out=buf)  # straight into our buffer: no copy of the decoded chunk
+        part = buf[: (stop - start) * layout.row_bytes].view(storage)
+        return value_range([part], dtype)
+
+    spans = [s for s in _parallel(one, list(range(layout.chunk_count))) if s is not None]
+    if not spans:
+        return None
+    return min(s[0] for s in spans), max(s[1] for s in spans)
 
 
 def _count(shape: Iterable[int]) -> int:
@@ -138,6 +213,41 @@ def describe_layers(
     return layers
 
 
+def check_edges(edges: Edges | None) -> None:
+    """Refuse bad bin edges before any data is read (one clear line, not a numpy traceback)."""
+    if edges is None:
+        return
+    items = edges.items() if isinstance(edges, Mapping) else [("", edges)]
+    for name, e in items:
+        try:
+            Histogram(np.asarray(e, dtype=np.float64))
+        except (ValueError, TypeError) as exc:
+            where = f" for {name!r}" if name else ""
+            raise UsageError(f"bad bin edges{where}: {exc}") from exc
+
+
+def version_edges(
+    repo: Repository,
+    a: str | Version,
+    b: str | Version,
+    names: Iterable[str] | None = None,
+    bins: int = 64,
+) -> dict[str, list[float]]:
+    """Shared bin edges for two versions' tensors: pass them as ``edges=`` to ``repo.histograms``
+    of each version and the two histograms overlay bin for bin. ``names`` default to the tensor
+    names both versions have."""
+    va, vb = repo.get(a), repo.get(b)
+    chosen = [n for n in va.tensors if n in vb.tensors] if names is None else list(names)
+    sides = [
+        (v.ref, {n: {"hash": t.hash, "dtype": t.dtype, "shape": list(t.shape)} for n, t in v.tensors.items()}, v.ties)
+        for v in (va, vb)
+    ]
+    unknown = [n for n in chosen if not any(ties.get(n, n) in tensors for _, tensors, ties in sides)]
+    if unknown:
+        raise UsageError(f"neither {va.ref} nor {vb.ref} has a tensor {unknown[0]!r}")
+    return shared_edges(repo.store, sides, chosen, bins)
+
+
 def resolve_edges(edges: Edges | None, name: str) -> np.ndarray | None:
     if edges is None:
         return None
@@ -162,12 +272,17 @@ def histograms(
         source = ties.get(name, name)
         given = resolve_edges(edges, name)
         if given is None:
-            chunks, dtype = _chunks(store, tensors, source, where)
-            span = value_range(chunks, dtype)
+            try:
+                span = _unverified_range(store, tensors[source])
+            except (CorruptObject, RuntimeError, ValueError, TypeError):
+                # Damaged: let the verified pass below name the tensor and version in its error.
+                span = None
             given = make_edges(span[0] if span else None, span[1] if span else None, bins)
         chunks, dtype = _chunks(store, tensors, source, where)
-        return histogram(chunks, dtype, given).to_dict()
+        return histogram(_overlapped(chunks), dtype, given).to_dict()
 
+    if len(names) == 1:  # one big tensor: its chunks are decoded in parallel instead
+        return {names[0]: one(names[0])}
     return dict(zip(names, _parallel(one, list(names)), strict=True))
 
 

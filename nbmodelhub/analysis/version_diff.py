@@ -191,7 +191,6 @@ def diff_versions(store: Store, a: Side, b: Side, all_params: bool = False) -> V
                 "name": name_b,
                 "from": [ta["dtype"], list(ta["shape"])],
                 "to": [tb["dtype"], list(tb["shape"])],
-                "layer": layer_b(name_b),
             }
             if name_a != name_b:
                 entry["a_name"] = name_a
@@ -231,7 +230,8 @@ def diff_versions(store: Store, a: Side, b: Side, all_params: bool = False) -> V
         for k in sorted(set(a.params) | set(b.params))
         if all_params or a.params.get(k) != b.params.get(k)
     }
-    result.metrics = {k: {"a": a.metrics.get(k), "b": b.metrics.get(k)} for k in sorted(set(a.metrics) | set(b.metrics))}
+    metric_keys = sorted(set(a.metrics) | set(b.metrics))
+    result.metrics = {k: {"a": a.metrics.get(k), "b": b.metrics.get(k)} for k in metric_keys}
     result.curves = align_curves(a.curves, b.curves)
     result.evaluations = _evaluations(a.evaluations, b.evaluations)
     return result
@@ -297,7 +297,7 @@ def _layers(
         sq[c["layer"]] = sq.get(c["layer"], 0.0) + c["l2"] ** 2
         norm_sq[c["layer"]] = norm_sq.get(c["layer"], 0.0) + c["norm_a"] ** 2
     for r in result.reshaped:
-        e = entry(r["layer"], None, "changed")
+        e = entry(layer_of_b(r["name"]), None, "changed")
         e["tensors"] += 1
         e["changed"] += 1
     for name in result.added:

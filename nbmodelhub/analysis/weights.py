@@ -142,10 +142,16 @@ def value_range(chunks: Iterable[np.ndarray], dtype: str) -> tuple[float, float]
     """Finite min and max of a stream, or None if it holds no finite value."""
     lo, hi = math.inf, -math.inf
     for rows in chunks:
-        x, _, _ = _finite_only(as_float(rows, dtype).reshape(-1))
-        if x.size:
-            lo = min(lo, float(x.min()))
-            hi = max(hi, float(x.max()))
+        x = as_float(rows, dtype).reshape(-1)
+        if x.size == 0:
+            continue
+        xmin, xmax = float(x.min()), float(x.max())
+        if not (math.isfinite(xmin) and math.isfinite(xmax)):
+            x, _, _ = _finite_only(x)
+            if x.size == 0:
+                continue
+            xmin, xmax = float(x.min()), float(x.max())
+        lo, hi = min(lo, xmin), max(hi, xmax)
     return None if lo > hi else (lo, hi)
 
 
