@@ -10,6 +10,7 @@ from nbmodelhub.errors import (
     RefNotFound,
     UsageError,
 )
+from nbmodelhub.store.backend import default_location
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,6 @@ __all__ = [
     "TensorInfo",
     "UsageError",
     "Version",
+    "default_location",
     "open",
 ]

@@ -7,7 +7,8 @@ Layout (one zarr v3 hierarchy; every node has a ``zarr.json``)::
     objects/files/<blake3>/            an attached file: a uint8 zarr array
     objects/versions/<blake3>/         a version record: group attributes (see api.py)
     objects/graphs/<blake3>/           a layer graph: group attributes
-    refs/models/<name>/...             version numbers, tags, tombstones (see refs.py)
+    objects/evals/<blake3>/            an evaluation of a version (see evaluations.py)
+    refs/models/<name>/...             version numbers, tags, tombstones (refs.py), evaluations
     refs/staging/<user>/<key>/         files staged by `add` for the user's next commit
     refs/leases/<token>/               objects an unfinished commit is about to reference
     refs/gc-lock/                      present while a gc runs

@@ -317,7 +317,7 @@ def iter_tensor(
     """
     storage = STORAGE_DTYPES[dtype]
     layout = Layout.plan(shape, storage)
-    hasher = blake3.blake3(_header(dtype, shape))
+    hasher = blake3.blake3(_header(dtype, shape), max_threads=blake3.blake3.AUTO)
 
     def fetch(index: int) -> np.ndarray:
         raw = backend.get_buffer(f"{path}/{layout.chunk_key(index)}")
