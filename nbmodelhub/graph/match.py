@@ -303,6 +303,15 @@ def _compare(a: _Side, b: _Side, a_id: str, b_id: str) -> tuple[list[str], dict[
     return what, detail
 
 
+def _names_level(g: LayerGraph) -> LayerGraph:
+    if g.source == "names":
+        return g
+    from nbmodelhub.graph.from_names import graph_from_tensors
+
+    params = {n: (str(r["dtype"]), tuple(r["shape"])) for n, r in g.params().items() if r.get("tied_to") is None}
+    return graph_from_tensors(params, g.attrs.get("hf_config") if isinstance(g.attrs.get("hf_config"), dict) else None)
+
+
 def match_graphs(
     a: LayerGraph,
     b: LayerGraph,
@@ -311,6 +320,10 @@ def match_graphs(
     fingerprints_b: Mapping[str, str] | None = None,
 ) -> GraphMatch:
     """Match the layers of ``a`` to those of ``b`` (see the module docstring for how)."""
+    if (a.source == "names") != (b.source == "names"):
+        # A traced graph against one read from parameter names (a module vs. its safetensors
+        # file): compare both at the level of detail they share, or every layer looks different.
+        a, b = _names_level(a), _names_level(b)
     with_weights = fingerprints_a is not None and fingerprints_b is not None
     sa = _Side(a, fingerprints_a if with_weights else None)
     sb = _Side(b, fingerprints_b if with_weights else None)

@@ -183,3 +183,23 @@ def test_changed_width_is_reported_with_details() -> None:
 def test_match_is_deterministic(gpt2_pair: tuple[nn.Module, nn.Module, LayerGraph, LayerGraph]) -> None:
     _, _, ga, gb = gpt2_pair
     assert match_graphs(ga, gb).to_json() == match_graphs(ga, gb).to_json()
+
+
+def test_traced_graph_matches_names_graph_of_its_own_weights():
+    """A module committed as-is and the same weights from a safetensors file are the same architecture."""
+    from nbmodelhub.graph import graph_from_module, graph_from_tensors
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    traced = graph_from_module(model)
+    names = graph_from_tensors(
+        {n: (str(t.dtype).removeprefix("torch."), tuple(t.shape)) for n, t in model.state_dict().items()}
+    )
+    assert traced.source != "names"
+    match = match_graphs(traced, names)
+    assert match.structurally_equal
+    assert not match.added and not match.removed and not match.changed
+    wider = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    other = graph_from_tensors(
+        {n: (str(t.dtype).removeprefix("torch."), tuple(t.shape)) for n, t in wider.state_dict().items()}
+    )
+    assert match_graphs(traced, other).changed
