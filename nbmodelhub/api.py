@@ -429,10 +429,12 @@ class Repository:
         """Store the layer graph (traced from a module where possible) and return its id."""
         shapes = tuple((n, t.dtype, t.shape) for n, t in weights.tensors.items())
         key = (type(weights.module).__qualname__ if weights.module is not None else None, shapes, example_input is None)
-        cached = self._graphs.get(key)
+        cached = self._graphs.get(key) if weights.graph is None else None
         if cached is not None:
             return cached
-        if weights.module is not None:
+        if weights.graph is not None:
+            graph = weights.graph
+        elif weights.module is not None:
             graph = graph_from_module(weights.module, example_input)
         else:
             graph = graph_from_tensors({n: (t.dtype, t.shape) for n, t in weights.tensors.items()})

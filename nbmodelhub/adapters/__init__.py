@@ -5,6 +5,7 @@ They never touch zarr: the store receives ``Tensor`` objects and tie maps only.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from nbmodelhub.adapters import numpy as np_adapter
 from nbmodelhub.adapters import torch as torch_adapter
 from nbmodelhub.adapters.safetensors import read_safetensors
 from nbmodelhub.errors import UsageError
+from nbmodelhub.graph import graph_from_onnx, graph_from_tensors, onnx_initializers
 from nbmodelhub.store.tensors import Tensor
 
 FRAMEWORKS = ("numpy", "torch")
@@ -28,6 +30,7 @@ class Weights:
     framework: str = "numpy"
     source: str | None = None
     module: Any = None
+    graph: Any = None  # a LayerGraph when the source itself describes the architecture (ONNX, HF folder)
 
 
 def extract(obj: object) -> Weights:
@@ -43,6 +46,8 @@ def extract(obj: object) -> Weights:
         return Weights(tensors, ties, "numpy", "arrays")
     if isinstance(obj, (str, os.PathLike)):
         path = Path(obj).expanduser()
+        if path.is_dir():
+            return _hf_folder(path)
         if not path.is_file():
             raise UsageError(f"no such file: {path} (commit a module, a state dict, or a .safetensors/.pt file)")
         suffix = path.suffix.lower()
@@ -52,13 +57,54 @@ def extract(obj: object) -> Weights:
         if suffix in (".pt", ".pth", ".bin", ".ckpt"):
             tensors, ties = torch_adapter.read_pt(path)
             return Weights(tensors, ties, "torch", path.name)
-        raise UsageError(f"cannot commit {path.name}: expected a .safetensors, .pt, .pth, .bin or .ckpt file")
+        if suffix == ".onnx":
+            return _onnx(path)
+        raise UsageError(f"cannot commit {path.name}: expected a .safetensors, .onnx, .pt, .pth, .bin or .ckpt file")
     if isinstance(obj, dict) and not obj:
         raise UsageError("the state dict is empty: nothing to commit")
     raise UsageError(
         f"cannot commit a {type(obj).__name__}: pass an nn.Module, a state dict of tensors or numpy arrays, "
         "or a path to a .safetensors or .pt file"
     )
+
+
+def _onnx(path: Path) -> Weights:
+    """An ONNX file: its ops become the layer graph, its initializers the tensors."""
+    try:
+        graph = graph_from_onnx(path)
+        arrays = onnx_initializers(path)
+    except ImportError as exc:
+        raise UsageError("reading ONNX files needs the onnx package: pip install 'nbmodelhub[onnx]'") from exc
+    except Exception as exc:  # onnx raises its own DecodeError/ValidationError types
+        raise UsageError(f"{path} is not a readable ONNX model: {str(exc).strip().splitlines()[0]}") from exc
+    if not arrays:
+        raise UsageError(f"{path} holds no initializers (weights): nothing to commit")
+    tensors, ties = np_adapter.from_arrays(arrays)
+    return Weights(tensors, ties, "onnx", path.name, graph=graph)
+
+
+def _hf_folder(path: Path) -> Weights:
+    """A Hugging Face-format folder: ``config.json`` plus one or more ``*.safetensors`` shards."""
+    shards = sorted(path.glob("*.safetensors"))
+    if not shards:
+        raise UsageError(f"{path} is a folder without *.safetensors files: commit a model folder or a file")
+    config: dict[str, Any] | None = None
+    config_file = path / "config.json"
+    if config_file.is_file():
+        try:
+            loaded = json.loads(config_file.read_text())
+        except ValueError as exc:
+            raise UsageError(f"{config_file} is not valid JSON ({exc})") from exc
+        config = loaded if isinstance(loaded, dict) else None
+    tensors: dict[str, Tensor] = {}
+    for shard in shards:
+        part, _ = read_safetensors(shard)
+        clash = set(part) & set(tensors)
+        if clash:
+            raise UsageError(f"{shard.name} repeats tensor {sorted(clash)[0]!r} from another shard")
+        tensors.update(part)
+    graph = graph_from_tensors({n: (t.dtype, t.shape) for n, t in tensors.items()}, config)
+    return Weights(tensors, {}, "safetensors", path.name, graph=graph)
 
 
 def convert(tensor: Tensor, framework: str) -> Any:
