@@ -296,3 +296,23 @@ def test_training_mode_is_restored() -> None:
     model = TinyResNet().train()
     graph_from_module(model, torch.randn(1, 3, 8, 8), tracers=("export",))
     assert model.training
+
+
+def test_gpt2_small_full_config_traces_all_twelve_blocks() -> None:
+    """The issue's model itself: GPT-2 small from GPT2Config() (124M parameters, random weights)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config())
+    g = graph_from_module(model)
+    assert g.traced
+    assert_params_match_state_dict(g, model)
+    G = g.graph
+    assert g.groups["transformer.h"]["children"] == [f"transformer.h.{i}" for i in range(12)]
+    for i in range(12):
+        h = f"transformer.h.{i}"
+        assert G.has_edge(f"{h}.ln_1", f"{h}.attn.c_attn")
+        assert G.has_edge(f"{h}.attn.c_attn", f"{h}.attn:scaled_dot_product_attention")
+        assert set(G.predecessors(f"{h}:add_1")) == {f"{h}:add", f"{h}.mlp.dropout"}
+        assert G.nodes[f"{h}.attn.c_attn"]["attrs"]["nf"] == 3 * 768
+    assert G.has_edge("transformer.h.11:add_1", "transformer.ln_f")
+    assert g.parameter_count() == model.num_parameters()
