@@ -21,33 +21,21 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from safetensors.numpy import load_file
 from safetensors.torch import save_file
+from store_bench import median_time  # the benchmarks run as scripts from this folder
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import nbmodelhub as mh
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def fine_tune_last_two_blocks(model: GPT2LMHeadModel, steps: int = 2) -> None:

@@ -15,11 +15,11 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 from zarr.abc.store import Store as ZarrStore
 
@@ -31,7 +31,7 @@ from nbmodelhub.store.documents import check_metrics, check_name, check_params, 
 from nbmodelhub.store.evaluations import Evaluation
 from nbmodelhub.store.refs import current_user
 from nbmodelhub.store.repository import FsckReport, GcReport, Store
-from nbmodelhub.store.tensors import Tensor
+from nbmodelhub.store.tensors import STORAGE_DTYPES, Tensor
 
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")
 
@@ -63,13 +63,7 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
-        return self.count * (2 if self.dtype == "bfloat16" else _itemsize(self.dtype))
-
-
-def _itemsize(dtype: str) -> int:
-    import numpy as np
-
-    return int(np.dtype(dtype).itemsize)
+        return self.count * int(np.dtype(STORAGE_DTYPES[self.dtype]).itemsize)
 
 
 @dataclass(frozen=True)
@@ -829,12 +823,3 @@ def _merge_files(staged: Iterable[Mapping[str, Any]], attached: list[FileEntry])
 def open(location: str | os.PathLike[str] | ZarrStore | None = None, read_only: bool = False) -> Repository:
     """Open (creating if needed) the repository at a path or URL; default ``$MODELHUB_PATH`` or ``~/.modelhub``."""
     return Repository(location, read_only=read_only)
-
-
-@contextmanager
-def opened(location: str | os.PathLike[str] | ZarrStore | None = None, read_only: bool = False) -> Iterator[Repository]:
-    repo = open(location, read_only=read_only)
-    try:
-        yield repo
-    finally:
-        repo.close()

@@ -166,3 +166,22 @@ def pythonpath_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+def insert_block(model: Any, at: int, *, reinit: bool = True) -> Any:
+    """A copy of a GPT-2 ``model`` with a deep-copied transformer block inserted at index ``at``."""
+    import copy
+
+    import torch
+
+    new = copy.deepcopy(model)
+    block = copy.deepcopy(new.transformer.h[at - 1])
+    if reinit:
+        torch.manual_seed(123)
+        for p in block.parameters():
+            torch.nn.init.normal_(p)
+    new.transformer.h.insert(at, block)
+    for i, b in enumerate(new.transformer.h):
+        b.attn.layer_idx = i
+    new.config.n_layer = len(new.transformer.h)
+    return new

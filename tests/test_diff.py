@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import counting_repo
+from conftest import counting_repo, insert_block
 from torch import nn
 
 import nbmodelhub as mh
@@ -24,20 +24,6 @@ def gpt2(n_layer: int = 4, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     config = GPT2Config(n_layer=n_layer, n_embd=64, n_head=2, vocab_size=100, n_positions=32)
     return GPT2LMHeadModel(config).eval()
-
-
-def insert_block(model: nn.Module, at: int) -> nn.Module:
-    """A copy of ``model`` with a freshly initialised block inserted at index ``at``."""
-    new = copy.deepcopy(model)
-    block = copy.deepcopy(new.transformer.h[at - 1])
-    torch.manual_seed(123)
-    for p in block.parameters():
-        nn.init.normal_(p)
-    new.transformer.h.insert(at, block)
-    for i, b in enumerate(new.transformer.h):
-        b.attn.layer_idx = i
-    new.config.n_layer = len(new.transformer.h)
-    return new
 
 
 def fine_tune_last_two(model: nn.Module, steps: int = 2) -> nn.Module:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from nbmodelhub.analysis.weights import change
 from nbmodelhub.graph import GraphMatch, LayerGraph, match_graphs
 from nbmodelhub.graph.layer_graph import natural_key
+from nbmodelhub.graph.match import relative_param
 
 if TYPE_CHECKING:
     from nbmodelhub.store.repository import Store
@@ -121,13 +122,6 @@ def _plain(value: Any) -> Any:
 # -- pairing tensors through the layer match ---------------------------------------------------------
 
 
-def _relative(name: str, node_id: str, group: str) -> str:
-    for prefix in (node_id, group):
-        if prefix and name.startswith(prefix + "."):
-            return name[len(prefix) + 1 :]
-    return name
-
-
 def param_owners(graph: LayerGraph) -> dict[str, str]:
     """State-dict name → the layer that owns it (first owner; tied aliases are not owners)."""
     owners: dict[str, str] = {}
@@ -145,9 +139,9 @@ def pair_tensors(a: Side, b: Side, match: GraphMatch) -> dict[str, str]:
     ga, gb = a.graph.graph, b.graph.graph
     for a_id, b_id in match.pairs.items():
         da, db = ga.nodes[a_id], gb.nodes[b_id]
-        rel_b = {_relative(n, b_id, db["group"]): n for n in db["params"]}
+        rel_b = {relative_param(n, b_id, db["group"]): n for n in db["params"]}
         for name_a in da["params"]:
-            name_b = rel_b.get(_relative(name_a, a_id, da["group"]))
+            name_b = rel_b.get(relative_param(name_a, a_id, da["group"]))
             if name_b is None:
                 continue
             src_a, src_b = a.ties.get(name_a, name_a), b.ties.get(name_b, name_b)

@@ -51,7 +51,8 @@ def _local_name(node_id: str, group: str) -> str:
     return node_id
 
 
-def _relative_param(name: str, node_id: str, group: str) -> str:
+def relative_param(name: str, node_id: str, group: str) -> str:
+    """A parameter's name relative to its layer (or group), comparable across renamed layers."""
     for prefix in (node_id, group):
         if prefix and name.startswith(prefix + "."):
             return name[len(prefix) + 1 :]
@@ -133,7 +134,7 @@ class _Side:
     def node_shape(self, node_id: str) -> dict[str, Any]:
         d = self.g.graph.nodes[node_id]
         params = sorted(
-            (_relative_param(n, node_id, d["group"]), rec.get("shape"), rec.get("dtype"))
+            (relative_param(n, node_id, d["group"]), rec.get("shape"), rec.get("dtype"))
             for n, rec in d["params"].items()
         )
         return {"kind": d["kind"], "type": d["type"], "attrs": _arch_attrs(d["attrs"]), "params": params}
@@ -162,7 +163,7 @@ class _Side:
             if kind == "node":
                 d = self.g.graph.nodes[ident]
                 self._wsig[member] = _digest(
-                    sorted((_relative_param(n, ident, d["group"]), self.fingerprints.get(n, "")) for n in d["params"])
+                    sorted((relative_param(n, ident, d["group"]), self.fingerprints.get(n, "")) for n in d["params"])
                 )
             else:
                 self._wsig[member] = _digest([self.wsig(m) for m in self.members.get(ident, [])])
@@ -285,8 +286,8 @@ def _compare(a: _Side, b: _Side, a_id: str, b_id: str) -> tuple[list[str], dict[
             for k in sorted(set(attrs_a) | set(attrs_b))
             if attrs_a.get(k) != attrs_b.get(k)
         }
-    pa = {_relative_param(n, a_id, da["group"]): r for n, r in da["params"].items()}
-    pb = {_relative_param(n, b_id, db["group"]): r for n, r in db["params"].items()}
+    pa = {relative_param(n, a_id, da["group"]): r for n, r in da["params"].items()}
+    pb = {relative_param(n, b_id, db["group"]): r for n, r in db["params"].items()}
     if set(pa) != set(pb):
         what.append("params")
         detail["params"] = {"removed": sorted(set(pa) - set(pb)), "added": sorted(set(pb) - set(pa))}

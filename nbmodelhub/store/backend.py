@@ -117,12 +117,6 @@ class Backend:
     def set(self, key: str, value: bytes) -> None:
         self._write(self.store.set(key, _PROTOTYPE.buffer.from_bytes(value)))
 
-    def set_many(self, items: list[tuple[str, bytes]]) -> None:
-        async def put() -> None:
-            await asyncio.gather(*(self.store.set(k, _PROTOTYPE.buffer.from_bytes(v)) for k, v in items))
-
-        self._write(put())
-
     def create(self, key: str, value: bytes) -> bool:
         """Write ``value`` at ``key`` only if absent; True if this call created it.
 

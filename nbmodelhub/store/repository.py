@@ -347,9 +347,6 @@ class Store:
         except (NotImplementedError, FileNotFoundError):
             return 0
 
-    def size(self) -> int:
-        return self._size("objects")
-
     def fsck(self, progress: Progress = _noop) -> FsckReport:
         """Re-hash every reachable object; report each problem naming the object and version."""
         report = FsckReport()

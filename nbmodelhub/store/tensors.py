@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -345,8 +345,3 @@ def iter_tensor(
         yield rows
     if hasher.hexdigest() != digest:
         raise CorruptObject(f"{what}: tensor {digest[:12]} does not match its hash (the stored bytes were altered)")
-
-
-def chunk_keys(shape: Iterable[int], dtype: str) -> list[str]:
-    layout = Layout.plan(tuple(shape), STORAGE_DTYPES[dtype])
-    return [layout.chunk_key(i) for i in range(layout.chunk_count)]

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from conftest import insert_block
 from torch import nn
 
 from nbmodelhub.graph import (
@@ -22,21 +23,6 @@ def gpt2(n_layer: int) -> nn.Module:
 
     torch.manual_seed(0)
     return GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=64, n_head=2, vocab_size=100, n_positions=32))
-
-
-def insert_block(model: nn.Module, at: int, *, reinit: bool = True) -> nn.Module:
-    """A copy of ``model`` with a deep-copied transformer block inserted at index ``at``."""
-    new = copy.deepcopy(model)
-    block = copy.deepcopy(new.transformer.h[at - 1])
-    if reinit:
-        torch.manual_seed(123)
-        for p in block.parameters():
-            nn.init.normal_(p)
-    new.transformer.h.insert(at, block)
-    for i, b in enumerate(new.transformer.h):
-        b.attn.layer_idx = i
-    new.config.n_layer = len(new.transformer.h)
-    return new
 
 
 def block_layers(g: LayerGraph, block: str) -> list[str]:
