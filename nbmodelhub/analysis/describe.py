@@ -17,12 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from numcodecs import Blosc
 
 from nbmodelhub.analysis.weights import Histogram, Moments, histogram, make_edges, moments, value_range
 from nbmodelhub.errors import CorruptObject, UsageError
 from nbmodelhub.graph import LayerGraph
-from nbmodelhub.store.tensors import STORAGE_DTYPES, Layout
+from nbmodelhub.store.tensors import STORAGE_DTYPES
 
 if TYPE_CHECKING:
     from nbmodelhub.api import Repository, Version
@@ -98,22 +97,8 @@ def _unverified_range(store: Store, record: Mapping[str, Any]) -> tuple[float, f
     """
     dtype = str(record["dtype"])
     shape = tuple(int(s) for s in record["shape"])
-    storage = STORAGE_DTYPES[dtype]
-    layout = Layout.plan(shape, storage)
-    path = f"objects/tensors/{record['hash']}"
-    codec = Blosc()
-
-    def one(index: int) -> tuple[float, float] | None:
-        raw = store.backend.get_buffer(f"{path}/{layout.chunk_key(index)}")
-        if raw is None:
-            raise CorruptObject(f"chunk {layout.chunk_key(index)} of tensor {str(record['hash'])[:12]} is missing")
-        start, stop = layout.row_range(index)
-        buf = np.empty(layout.chunk_nbytes(), dtype=np.uint8)
-        codec.decode(raw, out=buf)  # straight into our buffer: no copy of the decoded chunk
-        part = buf[: (stop - start) * layout.row_bytes].view(storage)
-        return value_range([part], dtype)
-
-    spans = [s for s in _parallel(one, list(range(layout.chunk_count))) if s is not None]
+    found = store.map_chunks(str(record["hash"]), dtype, shape, "a tensor", lambda rows: value_range([rows], dtype))
+    spans = [s for s in found if s is not None]
     if not spans:
         return None
     return min(s[0] for s in spans), max(s[1] for s in spans)
@@ -124,7 +109,7 @@ def _count(shape: Iterable[int]) -> int:
 
 
 def _itemsize(dtype: str) -> int:
-    return 2 if dtype == "bfloat16" else int(np.dtype(dtype).itemsize)
+    return int(np.dtype(STORAGE_DTYPES[dtype]).itemsize)
 
 
 def tensor_layers(graph: LayerGraph, names: Iterable[str]) -> dict[str, str]:

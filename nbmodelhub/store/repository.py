@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from zarr.abc.store import Store as ZarrStore
@@ -42,8 +42,11 @@ from nbmodelhub.store.backend import Backend, open_zarr_store
 from nbmodelhub.store.documents import content_id, group_node, parse_group_node
 from nbmodelhub.store.refs import Refs, current_user
 from nbmodelhub.store.tensors import (
+    STORAGE_DTYPES,
+    Layout,
     Tensor,
     TensorRead,
+    decode_chunk,
     iter_tensor,
     read_metadata,
     read_tensors,
@@ -58,6 +61,7 @@ GC_LOCK_TTL = 15 * 60.0
 _GROUPS = ["objects", *(f"objects/{k}" for k in KINDS), "refs", "refs/models", "refs/staging", "refs/leases"]
 
 Progress = Callable[[int], None]
+R = TypeVar("R")
 
 
 def _noop(_: int) -> None:
@@ -180,6 +184,18 @@ class Store:
         if read_metadata(self.backend, path) is None:
             raise CorruptObject(f"{what}: tensor object {digest[:12]} is missing or its zarr.json is damaged")
         return iter_tensor(self.backend, path, dtype, shape, digest, self.pool, what)
+
+    def map_chunks(
+        self, digest: str, dtype: str, shape: tuple[int, ...], what: str, fn: Callable[[np.ndarray], R]
+    ) -> list[R]:
+        """``fn`` over every chunk's rows, in parallel and NOT hash-checked.
+
+        Only for numbers that merely steer a verified pass (e.g. histogram ranges): the caller must
+        read the tensor again through ``iter_tensor`` or ``read_tensors``, which check the hash.
+        """
+        read = TensorRead(f"objects/tensors/{digest}", dtype, shape, digest, what)
+        count = Layout.plan(shape, STORAGE_DTYPES[dtype]).chunk_count
+        return list(self.pool.map(lambda i: fn(decode_chunk(self.backend, read, i)), range(count)))
 
     # -- files -----------------------------------------------------------------------------------
     @staticmethod

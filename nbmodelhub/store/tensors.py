@@ -301,6 +301,24 @@ def _read_chunk(
     progress((stop - start) * layout.row_bytes)
 
 
+def decode_chunk(backend: Backend, read: TensorRead, index: int) -> np.ndarray:
+    """One chunk's rows (storage dtype), without the padding of an edge chunk. Not hash-checked."""
+    storage = STORAGE_DTYPES[read.dtype]
+    layout = Layout.plan(read.shape, storage)
+    key = layout.chunk_key(index)
+    raw = backend.get_buffer(f"{read.path}/{key}")
+    if raw is None:
+        raise CorruptObject(f"{read.what}: chunk {key} of tensor {read.digest[:12]} is missing")
+    start, stop = layout.row_range(index)
+    buf = np.empty(layout.chunk_nbytes(), dtype=np.uint8)
+    try:
+        _CODEC.decode(raw, out=buf)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise CorruptObject(f"{read.what}: chunk {key} of tensor {read.digest[:12]} is damaged ({exc})") from exc
+    part = buf[: (stop - start) * layout.row_bytes].view(storage)
+    return part.reshape((stop - start, *read.shape[1:])) if read.shape else part.reshape(())
+
+
 def iter_tensor(
     backend: Backend,
     path: str,
@@ -315,27 +333,13 @@ def iter_tensor(
     The content hash is checked as the chunks stream past; a mismatch raises after the last
     chunk, so a consumer never finishes a computation on altered bytes without hearing of it.
     """
-    storage = STORAGE_DTYPES[dtype]
-    layout = Layout.plan(shape, storage)
+    read = TensorRead(path, dtype, shape, digest, what)
     hasher = blake3.blake3(_header(dtype, shape), max_threads=blake3.blake3.AUTO)
 
     def fetch(index: int) -> np.ndarray:
-        raw = backend.get_buffer(f"{path}/{layout.chunk_key(index)}")
-        if raw is None:
-            raise CorruptObject(f"{what}: chunk {layout.chunk_key(index)} of tensor {digest[:12]} is missing")
-        start, stop = layout.row_range(index)
-        try:
-            buf = np.frombuffer(bytes(_CODEC.decode(raw)), dtype=np.uint8)
-            if buf.size != layout.chunk_nbytes():
-                raise ValueError("wrong size")
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise CorruptObject(
-                f"{what}: chunk {layout.chunk_key(index)} of tensor {digest[:12]} is damaged ({exc})"
-            ) from exc
-        part = buf[: (stop - start) * layout.row_bytes].view(storage)
-        return part.reshape((stop - start, *shape[1:])) if shape else part.reshape(())
+        return decode_chunk(backend, read, index)
 
-    count = layout.chunk_count
+    count = Layout.plan(shape, STORAGE_DTYPES[dtype]).chunk_count
     pending = pool.submit(fetch, 0) if count else None
     for index in range(count):
         assert pending is not None
