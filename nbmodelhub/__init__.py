@@ -29,3 +29,10 @@ __all__ = [
     "default_location",
     "open",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext nbmodelhub``: registers the ``%dlv`` magic."""
+    from nbmodelhub.magics import load_ipython_extension as load
+
+    load(ipython)

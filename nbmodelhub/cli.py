@@ -26,7 +26,22 @@ from nbmodelhub.errors import ModelHubError, UsageError
 
 PROG = "dlv"
 
+# A handler prints its output and returns the exit code. The `%dlv` magic calls the same handlers with
+# two extra attributes on ``args``: ``namespace`` (the notebook's variables, where commands look up
+# objects by name) and ``result``, where a handler leaves the value the magic returns (a Version, ...).
 Handler = Callable[[argparse.Namespace, "mh.Repository | None"], int | None]
+
+
+def _namespace(args: argparse.Namespace) -> dict[str, Any] | None:
+    return getattr(args, "namespace", None)
+
+
+def _from_namespace(args: argparse.Namespace, name: str) -> Any:
+    """The notebook variable ``name`` when the magic runs the command and such a variable exists, else None."""
+    namespace = _namespace(args)
+    if namespace is None or not name.isidentifier():
+        return None
+    return namespace.get(name)
 
 
 # -- output helpers ------------------------------------------------------------------------------
@@ -97,7 +112,7 @@ def cmd_init(args: argparse.Namespace, _: mh.Repository | None) -> int:
         else:
             summary = f"{_plural(len(repo.models()), 'model')}, {_plural(len(versions), 'version')}"
             _out(f"repository at {where} ({summary})")
-        if location is not None and os.environ.get("MODELHUB_PATH") != location:
+        if location is not None and os.environ.get("MODELHUB_PATH") != location and _namespace(args) is None:
             _out(f"use it with `dlv --repo {where} …` or `export MODELHUB_PATH={where}`")
     finally:
         repo.close()
@@ -122,11 +137,15 @@ def _display_location(location: str) -> str:
 
 def cmd_commit(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
-    source = Path(args.source).expanduser()
-    if not source.exists():
-        raise UsageError(f"no such file: {source} (commit a .safetensors or .pt file)")
+    source: Any = _from_namespace(args, args.source)
+    if source is None:
+        path = Path(args.source).expanduser()
+        if not path.exists():
+            where = "a variable of this notebook or " if _namespace(args) is not None else ""
+            raise UsageError(f"no such file: {path} (commit {where}a .safetensors or .pt file)")
+        source = str(path)
     version = repo.commit(
-        str(source),
+        source,
         name=args.name,
         message=args.message,
         params=_parse_pairs(args.params, "params"),
@@ -136,6 +155,7 @@ def cmd_commit(args: argparse.Namespace, repo: mh.Repository | None) -> int:
         step=args.step,
         author=args.author,
     )
+    args.result = version
     new, against = _new_tensors(repo, version)
     if args.json:
         _json({**version.to_dict(), "new_tensors": new})
@@ -398,23 +418,29 @@ def cmd_diff(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 
 def cmd_eval(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
-    namespace = _run_script(Path(args.script))
+    if args.script:
+        namespace, where = _run_script(Path(args.script)), args.script
+    elif _namespace(args) is not None:
+        namespace, where = _namespace(args) or {}, "this notebook"
+    else:
+        raise UsageError("say where the evaluation function is: --script FILE.py")
 
     def pick(name: str, what: str) -> Any:
         if name not in namespace:
             found = sorted(k for k, v in namespace.items() if callable(v) and not k.startswith("_"))
-            raise UsageError(f"{args.script} defines no {what} {name!r}; it defines: {', '.join(found) or 'nothing'}")
+            raise UsageError(f"{where} defines no {what} {name!r}; it defines: {', '.join(found[:20]) or 'nothing'}")
         return namespace[name]
 
     fn = pick(args.function, "function")
     if not callable(fn):
-        raise UsageError(f"{args.function} in {args.script} is not a function")
+        raise UsageError(f"{args.function} in {where} is not a function")
     module = pick(args.module, "module factory")() if args.module else None
     data = None
     if args.data:
         data = pick(args.data, "data")
         data = data() if callable(data) else data
     evaluation = repo.eval(args.ref, fn, module=module, data=data, snapshot=args.snapshot)
+    args.result = evaluation
     if args.json:
         _json(evaluation.to_dict())
         return 0
@@ -452,6 +478,7 @@ def _number(x: Any) -> bool:
 def cmd_copy(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     version = repo.copy(args.ref, args.new_name, message=args.message)
+    args.result = version
     if args.json:
         _json(version.to_dict())
         return 0
@@ -463,6 +490,7 @@ def cmd_copy(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 def cmd_tag(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     version = repo.tag(args.ref, args.tag, force=args.force)
+    args.result = version
     if args.json:
         _json(version.to_dict())
         return 0
@@ -473,6 +501,7 @@ def cmd_tag(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 def cmd_delete(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     version = repo.delete(args.ref)
+    args.result = version
     if args.json:
         _json(version.to_dict())
         return 0
@@ -483,6 +512,7 @@ def cmd_delete(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 def cmd_gc(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     report = repo.gc(break_lock=args.break_lock)
+    args.result = report
     if args.json:
         _json(dataclasses.asdict(report))
         return 0
@@ -499,6 +529,7 @@ def cmd_gc(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 def cmd_fsck(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     report = repo.fsck()
+    args.result = report
     if args.json:
         _json({"ok": report.ok, **dataclasses.asdict(report)})
         return 0 if report.ok else 1
@@ -518,6 +549,14 @@ def cmd_fsck(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 
 def cmd_checkout(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
+    module = _from_namespace(args, args.out_file)
+    if module is not None:  # %dlv checkout REF model: load the weights into the notebook's module
+        if not hasattr(module, "load_state_dict"):
+            raise UsageError(f"{args.out_file} is a {type(module).__name__}, not a torch module to load weights into")
+        version = repo.checkout(args.ref, module, snapshot=args.snapshot)
+        args.result = module
+        _out(f"loaded {version.ref} into {args.out_file}")
+        return 0
     out = Path(args.out_file).expanduser()
     suffix = out.suffix.lower()
     if suffix not in (".safetensors", ".pt", ".pth", ".bin"):
@@ -676,7 +715,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# command(name, handler, mode, help) → the new subcommand's parser; mode "read"/"write"/None says how
+# the repository is opened for it.
+CommandAdder = Callable[[str, "Handler | None", "str | None", str], argparse.ArgumentParser]
+
+
+def build_parser(extra: Callable[[CommandAdder], None] | None = None) -> argparse.ArgumentParser:
+    """The ``dlv`` parser; ``extra`` adds commands (the ``%dlv`` magic adds its picture-only ones)."""
     common = _Parser(add_help=False)
     # SUPPRESS: given after the command, these override the top level; otherwise they leave it be.
     common.add_argument("--repo", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -699,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", default=False, help="print JSON on stdout")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
-    def command(name: str, handler: Handler, mode: str | None, text: str) -> argparse.ArgumentParser:
+    def command(name: str, handler: Handler | None, mode: str | None, text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, parents=[shows])
         p.set_defaults(handler=handler, mode=mode)
         return p
@@ -741,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("eval", cmd_eval, "write", "run an evaluation function on a version and record its metrics")
     p.add_argument("ref", metavar="REF")
-    p.add_argument("--script", required=True, metavar="FILE.py", help="your script, run as `python FILE.py` would")
+    p.add_argument("--script", metavar="FILE.py", help="your script, run as `python FILE.py` would (%%dlv: optional)")
     p.add_argument("--function", required=True, metavar="NAME", help="fn(model, data) → dict of metrics, in FILE.py")
     p.add_argument("--module", metavar="NAME", help="a function in FILE.py returning the nn.Module to load into")
     p.add_argument("--data", metavar="NAME", help="a function (called) or value in FILE.py passed as data")
@@ -785,6 +830,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--break-lock", action="store_true", help="clear the lock of a gc that died")
 
     command("fsck", cmd_fsck, "read", "verify every object against its hash")
+    if extra is not None:
+        extra(command)
     return parser
 
 
