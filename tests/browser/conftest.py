@@ -192,7 +192,8 @@ class LabNotebook:
         return self.page.locator(".jp-CodeCell").nth(index).locator(".jp-OutputArea")
 
     def errors(self) -> list[str]:
-        return self.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+        stderr = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+        return self.page.locator(stderr).all_inner_texts()
 
     def screenshot(self, locator: Any, name: str) -> Path:
         SCREENSHOTS.mkdir(exist_ok=True)
