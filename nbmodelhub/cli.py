@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +73,21 @@ def _parse_value(text: str, non_finite: bool) -> Any:
         return text
 
 
-def _parse_pairs(items: Sequence[str] | None, what: str) -> dict[str, Any] | None:
+def _parse_pairs(
+    items: Sequence[str] | None, what: str, namespace: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """``lr=1e-4 bs=32`` → a dict; in a notebook a bare name is a dict variable merged in (``--params config``)."""
     if not items:
         return None
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        if not sep and namespace is not None and isinstance(namespace.get(item), Mapping):
+            out.update(namespace[item])
+            continue
         if not sep or not key.strip():
-            raise UsageError(f"--{what} takes key=value pairs (as in --{what} lr=1e-4 bs=32), got {item!r}")
+            also = " or the name of a dict in this notebook" if namespace is not None else ""
+            raise UsageError(f"--{what} takes key=value pairs (as in --{what} lr=1e-4 bs=32){also}, got {item!r}")
         out[key.strip()] = _parse_value(value, non_finite=what == "metrics")
     return out
 
@@ -148,8 +155,8 @@ def cmd_commit(args: argparse.Namespace, repo: mh.Repository | None) -> int:
         source,
         name=args.name,
         message=args.message,
-        params=_parse_pairs(args.params, "params"),
-        metrics=_parse_pairs(args.metrics, "metrics"),
+        params=_parse_pairs(args.params, "params", _namespace(args)),
+        metrics=_parse_pairs(args.metrics, "metrics", _namespace(args)),
         files=args.files or None,
         parents=args.parent or None,
         step=args.step,

@@ -1,0 +1,249 @@
+"""``%dlv``: every command in a real IPython shell, against a real repository on disk, error paths included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from IPython.core.error import UsageError as IPythonUsageError
+from IPython.testing.globalipapp import start_ipython
+from IPython.utils.capture import capture_output
+
+import nbmodelhub as mh
+from tests.conftest import all_files, small_mlp, state_of
+
+
+@pytest.fixture(scope="module")
+def shell() -> Any:
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "nbmodelhub")
+    return ip
+
+
+@pytest.fixture
+def ip(shell: Any, tmp_path: Path) -> Any:
+    """The shell with a fresh repository (``%dlv init``) and a model ``model`` in its namespace."""
+    with capture_output():
+        shell.run_line_magic("dlv", f"init {tmp_path / 'repo'}")
+    shell.user_ns["model"] = small_mlp(0)
+    shell.user_ns["repo_path"] = tmp_path / "repo"
+    return shell
+
+
+def dlv(ip: Any, line: str) -> Any:
+    with capture_output() as out:
+        value = ip.run_line_magic("dlv", line)
+    dlv.stdout = out.stdout  # type: ignore[attr-defined]
+    return value
+
+
+def fails(ip: Any, line: str, match: str) -> None:
+    """The magic raises one IPython UsageError (shown as one line, no traceback) whose text matches."""
+    with pytest.raises(IPythonUsageError, match=match) as info, capture_output():
+        ip.run_line_magic("dlv", line)
+    assert "\n" not in str(info.value)
+
+
+def cell_output(ip: Any, line: str) -> str:
+    with capture_output() as out:
+        ip.run_cell(line)
+    return out.stdout + out.stderr
+
+
+def repo(ip: Any) -> mh.Repository:
+    return mh.open(ip.user_ns["repo_path"], read_only=True)
+
+
+# -- parsing, help, errors -------------------------------------------------------------------------
+
+
+def test_an_error_is_one_line_without_traceback(ip: Any) -> None:
+    text = cell_output(ip, "%dlv desc nosuchmodel@3")
+    assert "UsageError: dlv: " in text and "nosuchmodel" in text
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1
+
+
+def test_unknown_command_and_bad_arguments(ip: Any) -> None:
+    fails(ip, "comit model -n x", "invalid choice: 'comit'")
+    fails(ip, "commit model", "the following arguments are required: -n/--name")
+    fails(ip, 'commit model -n x -m "unclosed', "cannot read the line")
+
+
+def test_help_prints_and_returns_nothing(ip: Any) -> None:
+    assert dlv(ip, "") is None
+    assert "commit" in dlv.stdout and "diff" in dlv.stdout  # type: ignore[attr-defined]
+    assert dlv(ip, "commit --help") is None
+    assert "--params" in dlv.stdout  # type: ignore[attr-defined]
+
+
+def test_debug_shows_the_real_exception(ip: Any) -> None:
+    with pytest.raises(mh.RefNotFound), capture_output():
+        ip.run_line_magic("dlv", "--debug desc nosuchmodel")
+
+
+# -- init, commit ------------------------------------------------------------------------------------
+
+
+def test_init_switches_the_session_repository(ip: Any, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    value = dlv(ip, f"init {other}")
+    assert isinstance(value, mh.Repository) and Path(value.location) == other
+    assert "initialized an empty nbmodelhub repository" in dlv.stdout  # type: ignore[attr-defined]
+    dlv(ip, "commit model -n m")
+    assert [v.ref for v in mh.open(other, read_only=True).versions()] == ["m@1"]
+    assert repo(ip).versions() == []
+    (tmp_path / "a-file").write_text("x")
+    fails(ip, f"init {tmp_path / 'a-file'}", "dlv: ")
+
+
+def test_commit_takes_objects_params_and_metrics_from_the_notebook(ip: Any) -> None:
+    ip.user_ns["config"] = {"lr": 0.01, "layers": 2}
+    ip.user_ns["history"] = {"loss": [[0, 1.5], [1, 0.7]]}
+    v = dlv(ip, 'commit model -n mlp -m "first one" --params config bs=32 --metrics history acc=0.9')
+    assert isinstance(v, mh.Version) and v.ref == "mlp@1" and v.message == "first one"
+    assert v.params == {"lr": 0.01, "layers": 2, "bs": 32}
+    assert v.metrics == {"loss": 0.7, "acc": 0.9}
+    assert "committed mlp@1" in dlv.stdout  # type: ignore[attr-defined]
+    loaded = repo(ip).load("mlp@1", framework="torch")
+    for name, tensor in state_of(ip.user_ns["model"]).items():
+        assert torch.equal(loaded[name], tensor)
+
+
+def test_commit_a_file_path(ip: Any, tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save(state_of(small_mlp(3)), path)
+    v = dlv(ip, f"commit {path} -n from-file")
+    assert v.ref == "from-file@1" and len(v.tensors) == len(state_of(small_mlp(3)))
+
+
+def test_commit_errors_store_nothing(ip: Any) -> None:
+    before = all_files(ip.user_ns["repo_path"])
+    fails(ip, "commit nothing_here -n m", "no such file: nothing_here .*variable of this notebook")
+    fails(ip, "commit model -n m --params lr", "key=value pairs .* or the name of a dict")
+    fails(ip, "commit model -n 'bad/name'", "dlv: ")
+    ip.user_ns["not_a_model"] = 42
+    fails(ip, "commit not_a_model -n m", "dlv: ")
+    assert all_files(ip.user_ns["repo_path"]) == before
+
+
+# -- the views ------------------------------------------------------------------------------------------
+
+
+def two_versions(ip: Any) -> tuple[mh.Version, mh.Version]:
+    a = dlv(ip, "commit model -n mlp -m one --params lr=0.1")
+    ip.user_ns["model2"] = small_mlp(1)
+    b = dlv(ip, "commit model2 -n mlp -m two --params lr=0.01")
+    return a, b
+
+
+def test_list_returns_a_version_table(ip: Any) -> None:
+    from nbmodelhub.widgets.version_table import VersionTable
+
+    a, b = two_versions(ip)
+    table = dlv(ip, "list mlp")
+    assert isinstance(table, VersionTable)
+    assert [v.ref for v in table.versions] == [a.ref, b.ref]
+    assert [v.ref for v in dlv(ip, "list mlp --last 1").versions] == [b.ref]
+    assert dlv(ip, "list --json") is None and '"mlp@2"' in dlv.stdout  # type: ignore[attr-defined]
+
+
+def test_log_returns_the_lineage(ip: Any) -> None:
+    from nbmodelhub.widgets.lineage import Lineage
+
+    two_versions(ip)
+    assert isinstance(dlv(ip, "log mlp"), Lineage)
+    fails(ip, "log nosuch", "nosuch")
+
+
+def test_desc_returns_the_architecture_graph(ip: Any) -> None:
+    from nbmodelhub.widgets.architecture import ArchitectureGraph
+
+    a, _ = two_versions(ip)
+    widget = dlv(ip, f"desc {a.ref}")
+    assert isinstance(widget, ArchitectureGraph) and widget.data
+    fails(ip, "desc mlp@9", "mlp@9")
+
+
+def test_diff_returns_the_version_diff(ip: Any) -> None:
+    from nbmodelhub.widgets.version_diff import VersionDiff
+
+    a, b = two_versions(ip)
+    widget = dlv(ip, f"diff {a.ref} {b.ref}")
+    assert isinstance(widget, VersionDiff) and widget.data
+    fails(ip, f"diff {a.ref} mlp@7", "mlp@7")
+
+
+def test_hist_returns_histograms_of_one_or_two_versions(ip: Any) -> None:
+    from nbmodelhub.widgets.histograms import WeightHistograms
+
+    a, b = two_versions(ip)
+    assert isinstance(dlv(ip, f"hist {a.ref}"), WeightHistograms)
+    assert isinstance(dlv(ip, f"hist {a.ref} {b.ref} --bins 16"), WeightHistograms)
+    fails(ip, "hist nosuch@1", "nosuch")
+    fails(ip, f"hist {a.ref} --json", "drop --json")
+
+
+# -- the other commands ----------------------------------------------------------------------------------
+
+
+def test_eval_calls_notebook_functions(ip: Any) -> None:
+    a, _ = two_versions(ip)
+    ip.user_ns["data"] = torch.randn(8, ip.user_ns["model"][0].in_features)
+    ip.user_ns["make"] = lambda: small_mlp(5)
+    ip.user_ns["mean_out"] = lambda m, x: {"mean": float(m(x).mean().detach())}
+    evaluation = dlv(ip, f"eval {a.ref} --function mean_out --data data --module make")
+    expected = float(ip.user_ns["model"](ip.user_ns["data"]).mean().detach())
+    assert evaluation.metrics["mean"] == pytest.approx(expected)
+    assert [e.metrics for e in repo(ip).evaluations(a.ref)] == [evaluation.metrics]
+    fails(ip, f"eval {a.ref} --function nosuch_fn", "this notebook defines no function 'nosuch_fn'")
+
+
+def test_copy_tag_delete_return_versions(ip: Any) -> None:
+    a, b = two_versions(ip)
+    copied = dlv(ip, f"copy {a.ref} forked")
+    assert copied.ref == "forked@1" and copied.parents == (a.id,)
+    tagged = dlv(ip, f"tag {b.ref} best")
+    assert tagged.id == b.id and repo(ip).get("mlp:best").id == b.id
+    fails(ip, f"tag {a.ref} best", "best")
+    deleted = dlv(ip, f"delete {a.ref}")
+    assert deleted.id == a.id and [v.ref for v in repo(ip).versions("mlp")] == [b.ref]
+    fails(ip, f"delete {a.ref}", "mlp@1")
+
+
+def test_checkout_into_a_notebook_module_or_a_file(ip: Any, tmp_path: Path) -> None:
+    a, _ = two_versions(ip)
+    ip.user_ns["target"] = small_mlp(9)
+    module = dlv(ip, f"checkout {a.ref} target")
+    assert module is ip.user_ns["target"]
+    for name, tensor in state_of(ip.user_ns["model"]).items():
+        assert torch.equal(state_of(module)[name], tensor)
+    out = tmp_path / "out.safetensors"
+    dlv(ip, f"checkout {a.ref} {out}")
+    assert out.stat().st_size > 0
+    ip.user_ns["number"] = 3
+    fails(ip, f"checkout {a.ref} number", "not a torch module")
+    fails(ip, f"checkout {a.ref} {out}", "already exists")
+
+
+def test_add_files_and_pull_files(ip: Any, tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("print('hi')\n")
+    dlv(ip, f"add {script}")
+    v = dlv(ip, "commit model -n with-files")
+    assert [f.name for f in v.files] == ["train.py"]
+    assert dlv(ip, f"files {v.ref}") is None and "train.py" in dlv.stdout  # type: ignore[attr-defined]
+    dest = tmp_path / "pulled"
+    dlv(ip, f"pull-files {v.ref} {dest}")
+    assert (dest / "train.py").read_text() == "print('hi')\n"
+    fails(ip, f"add {tmp_path / 'missing.py'}", "missing.py")
+
+
+def test_gc_and_fsck_return_their_reports(ip: Any) -> None:
+    a, _ = two_versions(ip)
+    dlv(ip, f"delete {a.ref}")
+    gc = dlv(ip, "gc")
+    assert gc.removed and gc.bytes_freed > 0
+    report = dlv(ip, "fsck")
+    assert report.ok and report.versions == 1
