@@ -104,6 +104,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (base / "config" / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
     )
+    # Render every cell (no windowing), so tests can find outputs of cells scrolled out of view.
+    tracker = base / "settings" / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True)
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     env["MODELHUB_PATH"] = str(repo)
     env["TQDM_DISABLE"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -118,6 +122,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: run commands without menus
             "--ServerApp.disable_check_xsrf=False",
             "--LabServerApp.workspaces_dir=" + str(base / "workspaces"),
+            "--LabServerApp.user_settings_dir=" + str(base / "settings"),
         ],
         env=env,
         cwd=root,
@@ -190,6 +195,11 @@ class LabNotebook:
     def output(self, index: int) -> Any:
         """The output area of the index-th code cell (0-based)."""
         return self.page.locator(".jp-CodeCell").nth(index).locator(".jp-OutputArea")
+
+    def output_of(self, source: str) -> Any:
+        """The output area of the one code cell whose source contains ``source``."""
+        cell = self.page.locator(".jp-CodeCell").filter(has=self.page.locator(".jp-InputArea", has_text=source))
+        return cell.locator(".jp-OutputArea")
 
     def errors(self) -> list[str]:
         stderr = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
