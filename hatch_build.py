@@ -24,6 +24,8 @@ class ViewsBuildHook(BuildHookInterface):  # type: ignore[misc]
         static = root / "nbmodelhub" / "widgets" / "static"
         sources = list((root / "js").rglob("*.ts"))
         bundles = list(static.glob("*.js"))
+        lab = root / "nbmodelhub" / "labextension" / "package.json"
+        bundles = bundles + [lab] if lab.exists() else []  # no prebuilt lab extension: build everything
         newest_source = max((p.stat().st_mtime for p in sources), default=0.0)
         if bundles and min(p.stat().st_mtime for p in bundles) >= newest_source:
             return

@@ -1,6 +1,6 @@
 """nbmodelhub: git for deep-learning models, inside Jupyter."""
 
-from nbmodelhub.api import FileEntry, Repository, TensorInfo, Version, open
+from nbmodelhub.api import FileEntry, Repository, TensorInfo, Version, open, run
 from nbmodelhub.errors import (
     ConcurrentUpdate,
     CorruptObject,
@@ -28,6 +28,7 @@ __all__ = [
     "Version",
     "default_location",
     "open",
+    "run",
 ]
 
 

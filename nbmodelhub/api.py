@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -32,6 +32,9 @@ from nbmodelhub.store.evaluations import Evaluation
 from nbmodelhub.store.refs import current_user
 from nbmodelhub.store.repository import FsckReport, GcReport, Store
 from nbmodelhub.store.tensors import STORAGE_DTYPES, Tensor
+
+if TYPE_CHECKING:
+    from nbmodelhub.tracking import Run, RunInfo
 
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")
 
@@ -293,6 +296,36 @@ class Repository:
                 raise UsageError("last must be a positive number of versions")
             out = out[-last:] if last else []
         return out
+
+    def numbers(self, model: str) -> list[int]:
+        """The visible version numbers of ``model``, oldest first, from its refs alone (no record is read),
+        so a page of a 10,000-version model costs only the versions on the page (the sidebar pages this)."""
+        self._known_model(model, model)
+        return self.store.refs.numbers(model)
+
+    def page(self, model: str, numbers: Sequence[int]) -> list[Version]:
+        """The versions ``model@n`` for these ``numbers`` (from :meth:`numbers`), in that order, reading
+        only their refs and records: one page of a long listing costs the page, not the model."""
+        self._known_model(model, model)
+        refs = self.store.refs
+        tags = _invert(refs.tags(model))
+        # A version's parent is most often the one before it: resolving it here keeps naming the
+        # parents of a page from walking every ref of the repository.
+        wanted = sorted(set(numbers) | {n - 1 for n in numbers if n > 1})
+        ids = refs.version_ids(model, wanted)
+        return [self._version(model, n, ids[n], tags) for n in numbers if n in ids]
+
+    def state(self) -> str:
+        """A short token that changes whenever any version is committed, deleted or tagged (the sidebar
+        polls it to refresh). Reads directory listings and tags, never version records."""
+        import hashlib
+
+        refs = self.store.refs
+        parts = []
+        for m in refs.models():
+            numbers = refs.numbers(m, include_deleted=True)
+            parts.append([m, len(numbers), numbers[-1] if numbers else 0, sorted(refs.deleted(m)), refs.tags(m)])
+        return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
 
     def log(self, name: str) -> list[Version]:
         """The lineage of a model: its versions newest first, then their ancestors in other models."""
@@ -788,6 +821,70 @@ class Repository:
             )
 
         return diff_versions(self.store, side(self.get(a), snapshot_a), side(self.get(b), snapshot_b), all_params)
+
+    # -- training runs (nbmodelhub/tracking) -------------------------------------------------------
+    def run(
+        self,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        parent: str | Version | None = None,
+        message: str = "",
+        author: str | None = None,
+        model: Any = None,
+        resume: str | None = None,
+    ) -> Run:
+        """Start recording a training run of ``name`` (see :func:`nbmodelhub.run`)."""
+        from nbmodelhub.tracking import start
+
+        return start(self, name, dict(params) if params is not None else None, parent, message, author, model, resume)
+
+    def runs(
+        self, active: bool | None = None, author: str | None = None, model: str | None = None, status: str | None = None
+    ) -> list[RunInfo]:
+        """Runs oldest first, from every process writing here: running, interrupted, committed."""
+        from nbmodelhub.tracking import list_runs
+
+        return list_runs(self, active=active, author=author, model=model, status=status)
+
+    def commit_run(self, run_id: str, message: str | None = None) -> Version:
+        """Commit an interrupted run (its process died) with everything it logged and stored."""
+        from nbmodelhub.tracking import open_run
+
+        return open_run(self, run_id).commit(message)
+
+    def discard_run(self, run_id: str) -> None:
+        """Give up an interrupted run; gc may then reclaim its snapshots."""
+        from nbmodelhub.tracking import open_run
+
+        open_run(self, run_id).discard()
+
+
+def run(
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    parent: str | Version | None = None,
+    repo: Repository | None = None,
+    message: str = "",
+    author: str | None = None,
+    model: Any = None,
+    resume: str | None = None,
+) -> Run:
+    """Record a training run: ``with mh.run("resnet", params={...}) as run: run.log(step, loss=…)``.
+
+    ``parent`` defaults to the model's latest version; ``model`` (a module) is snapshotted at the
+    last step when the run commits; ``resume`` continues an interrupted run by id. Without
+    ``repo`` the default repository (:func:`open`) is used.
+    """
+    own = repo is None
+    repository = open() if repo is None else repo
+    try:
+        started = repository.run(name, params, parent, message, author, model, resume)
+    except BaseException:
+        if own:
+            repository.close()
+        raise
+    started._owns_repo = own
+    return started
 
 
 def _invert(tags: Mapping[str, int]) -> dict[int, list[str]]:

@@ -714,6 +714,52 @@ def cmd_pull_files(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 # -- parser --------------------------------------------------------------------------------------
 
 
+def cmd_runs(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    runs = repo.runs(active=True if args.active else None, author=args.author, model=args.model, status=args.status)
+    if args.json:
+        _json([r.to_dict() for r in runs])
+        return 0
+    if not runs:
+        _out("no runs" + (" in progress" if args.active else ""))
+        return 0
+    rows = [
+        [
+            r.id,
+            r.model,
+            r.status,
+            r.author,
+            render.short_time(r.started),
+            "" if r.last_step is None else r.last_step,
+            r.points,
+            render.compact_kv(r.metrics, 32),
+            render.compact_kv(r.params, 32),
+            r.version or "",
+        ]
+        for r in runs
+    ]
+    headers = ["id", "model", "status", "author", "started", "step", "points", "metrics", "params", "version"]
+    _out(render.table(headers, rows, align="lllllrr"))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    if args.action == "commit":
+        version = repo.commit_run(args.run_id, message=args.message)
+        if args.json:
+            _json(version.to_dict())
+        else:
+            _out(f"committed run {args.run_id} as {version.ref} ({_plural(len(version.snapshot_steps), 'snapshot')})")
+        return 0
+    repo.discard_run(args.run_id)
+    if args.json:
+        _json({"run": args.run_id, "status": "discarded"})
+    else:
+        _out(f"discarded run {args.run_id}; `dlv gc` reclaims its snapshots")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in the same one-line shape as every other error."""
 
@@ -837,6 +883,17 @@ def build_parser(extra: Callable[[CommandAdder], None] | None = None) -> argpars
     p.add_argument("--break-lock", action="store_true", help="clear the lock of a gc that died")
 
     command("fsck", cmd_fsck, "read", "verify every object against its hash")
+
+    p = command("runs", cmd_runs, "read", "training runs: running, interrupted and committed, oldest first")
+    p.add_argument("model", nargs="?", metavar="MODEL")
+    p.add_argument("--active", action="store_true", help="only runs in progress")
+    p.add_argument("--author", metavar="USER", help="only runs by USER")
+    p.add_argument("--status", choices=["running", "interrupted", "committed", "discarded"])
+
+    p = command("run", cmd_run, "write", "commit or discard an interrupted run (its process died)")
+    p.add_argument("action", choices=["commit", "discard"])
+    p.add_argument("run_id", metavar="ID", help="a run id or unique prefix, from `dlv runs`")
+    p.add_argument("-m", "--message", default=None, help="commit message (default: the run's)")
     if extra is not None:
         extra(command)
     return parser
