@@ -144,7 +144,12 @@ class DlvMagics(Magics):
         args.namespace = self.shell.user_ns if self.shell is not None else {}
         cli.cmd_init(args, None)
         self.location = location
-        return self.repository(location)
+        repo = self.repository(location)
+        if location is not None:
+            from nbmodelhub.server.repositories import remember
+
+            remember(repo.location)  # the JupyterLab sidebar offers repositories notebooks opened
+        return repo
 
 
 def _one_line(message: str) -> str:

@@ -23,8 +23,9 @@ def shell() -> Any:
 
 
 @pytest.fixture
-def ip(shell: Any, tmp_path: Path) -> Any:
+def ip(shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The shell with a fresh repository (``%dlv init``) and a model ``model`` in its namespace."""
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     with capture_output():
         shell.run_line_magic("dlv", f"init {tmp_path / 'repo'}")
     shell.user_ns["model"] = small_mlp(0)
@@ -94,6 +95,9 @@ def test_init_switches_the_session_repository(ip: Any, tmp_path: Path) -> None:
     dlv(ip, "commit model -n m")
     assert [v.ref for v in mh.open(other, read_only=True).versions()] == ["m@1"]
     assert repo(ip).versions() == []
+    from nbmodelhub.server.repositories import remembered
+
+    assert remembered()[:2] == [str(other), str(tmp_path / "repo")]  # the sidebar offers both
     (tmp_path / "a-file").write_text("x")
     fails(ip, f"init {tmp_path / 'a-file'}", "dlv: ")
 
