@@ -785,6 +785,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--break-lock", action="store_true", help="clear the lock of a gc that died")
 
     command("fsck", cmd_fsck, "read", "verify every object against its hash")
+
+    from nbmodelhub.cli_hub import add_commands  # here, not at the top: it imports this module's helpers
+
+    add_commands(command)
     return parser
 
 
