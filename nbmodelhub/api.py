@@ -800,7 +800,7 @@ class Repository:
 
         return remotes.remotes(self.store)
 
-    def add_remote(self, name: str, url: str, force: bool = False) -> str:
+    def add_remote(self, name: str, url: str | os.PathLike[str], force: bool = False) -> str:
         """Name a hub (``origin`` is the default one); returns the URL as stored."""
         from nbmodelhub.hub import remotes
 
@@ -814,7 +814,7 @@ class Repository:
     def publish(
         self,
         ref: str | Version,
-        hub: str | None = None,
+        hub: str | os.PathLike[str] | None = None,
         as_name: str | None = None,
         card: Mapping[str, str] | None = None,
     ) -> TransferReport:
@@ -828,19 +828,19 @@ class Repository:
 
         return sharing.publish(self, ref, hub, as_name, card)
 
-    def pull(self, hub_ref: str, hub: str | None = None, as_name: str | None = None) -> TransferReport:
+    def pull(self, hub_ref: str, hub: str | os.PathLike[str] | None = None, as_name: str | None = None) -> TransferReport:
         """Copy a hub's version (``resnet@2``, ``origin/resnet:prod``) and its ancestors here, ids kept."""
         from nbmodelhub.hub import sharing
 
         return sharing.pull(self, hub_ref, hub, as_name)
 
-    def search(self, text: str = "", hub: str | None = None, latest: bool = False) -> list[ModelCard]:
+    def search(self, text: str = "", hub: str | os.PathLike[str] | None = None, latest: bool = False) -> list[ModelCard]:
         """Cards of the versions matching ``text`` here, or on ``hub`` (see :mod:`nbmodelhub.hub.catalog`)."""
         from nbmodelhub.hub import sharing
 
         return sharing.search(self, text, hub, latest)
 
-    def card(self, ref: str | Version, hub: str | None = None) -> ModelCard:
+    def card(self, ref: str | Version, hub: str | os.PathLike[str] | None = None) -> ModelCard:
         """A version's model card: its model's written card plus its metrics, params and lineage."""
         from nbmodelhub.hub import sharing
 

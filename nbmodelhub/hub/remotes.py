@@ -20,8 +20,10 @@ REMOTES = "refs/remotes/"
 _USERINFO = re.compile(r"^[a-z0-9+.-]+://[^/@]*@", re.I)
 
 
-def normalize_url(url: str) -> str:
+def normalize_url(url: str | os.PathLike[str]) -> str:
     """A hub URL as stored: local folders absolute, object-storage URLs as given."""
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
     if not isinstance(url, str) or not url.strip():
         raise UsageError("a hub URL is a folder path or a URL such as s3://bucket/prefix")
     url = url.strip()
@@ -47,7 +49,7 @@ def remotes(store: Store) -> dict[str, str]:
     return out
 
 
-def add_remote(store: Store, name: str, url: str, force: bool = False) -> str:
+def add_remote(store: Store, name: str, url: str | os.PathLike[str], force: bool = False) -> str:
     check_name(name, "remote name")
     url = normalize_url(url)
     current = remotes(store)
@@ -67,7 +69,7 @@ def remove_remote(store: Store, name: str) -> str:
     return current[name]
 
 
-def resolve(store: Store, hub: str | None) -> str:
+def resolve(store: Store, hub: str | os.PathLike[str] | None) -> str:
     """A hub argument (a remote's name, a URL or a folder; None: the default remote) as a URL."""
     known = remotes(store)
     if hub is None:
@@ -78,7 +80,7 @@ def resolve(store: Store, hub: str | None) -> str:
         if not known:
             raise UsageError("no hub given: pass --hub URL, or name one with `dlv remote add origin URL`")
         raise UsageError(f"several remotes ({', '.join(sorted(known))}) and none is origin: pass --hub NAME")
-    if hub in known:
+    if isinstance(hub, str) and hub in known:
         return known[hub]
     return normalize_url(hub)
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from nbmodelhub.api import Repository, Version
 
 
-def open_hub(repo: Repository, hub: str | None, writable: bool) -> Repository:
+def open_hub(repo: Repository, hub: str | os.PathLike[str] | None, writable: bool) -> Repository:
     from nbmodelhub.api import Repository
 
     url = remotes.resolve(repo.store, hub)
@@ -41,7 +41,7 @@ def _same_place(url: str, location: str) -> bool:
 def publish(
     repo: Repository,
     ref: str | Version,
-    hub: str | None = None,
+    hub: str | os.PathLike[str] | None = None,
     as_name: str | None = None,
     card: Mapping[str, str] | None = None,
 ) -> TransferReport:
@@ -76,7 +76,7 @@ def publish(
     return report
 
 
-def pull(repo: Repository, hub_ref: str, hub: str | None = None, as_name: str | None = None) -> TransferReport:
+def pull(repo: Repository, hub_ref: str, hub: str | os.PathLike[str] | None = None, as_name: str | None = None) -> TransferReport:
     if not isinstance(hub_ref, str) or not hub_ref.strip():
         raise UsageError("pull takes a version on the hub, as in resnet@2 or origin/resnet:prod")
     named, ref = remotes.split_hub_ref(repo.store, hub_ref.strip())
@@ -99,7 +99,7 @@ def pull(repo: Repository, hub_ref: str, hub: str | None = None, as_name: str | 
     return report
 
 
-def search(repo: Repository, text: str = "", hub: str | None = None, latest: bool = False) -> list[Any]:
+def search(repo: Repository, text: str = "", hub: str | os.PathLike[str] | None = None, latest: bool = False) -> list[Any]:
     if isinstance(text, str) and text.strip().lower().startswith("select"):
         return _dql(repo, text, hub)
     if hub is None:
@@ -108,7 +108,7 @@ def search(repo: Repository, text: str = "", hub: str | None = None, latest: boo
         return catalog.search(hub_repo.store, text, latest)
 
 
-def _dql(repo: Repository, text: str, hub: str | None) -> list[Any]:
+def _dql(repo: Repository, text: str, hub: str | os.PathLike[str] | None) -> list[Any]:
     """A DQL select runs on a hub as on any repository, through the query language's verb."""
     with contextlib.ExitStack() as stack:
         target = repo if hub is None else stack.enter_context(open_hub(repo, hub, writable=False))
@@ -121,7 +121,7 @@ def _dql(repo: Repository, text: str, hub: str | None) -> list[Any]:
         return list(query(text))
 
 
-def card(repo: Repository, ref: str | Version, hub: str | None = None) -> cards.ModelCard:
+def card(repo: Repository, ref: str | Version, hub: str | os.PathLike[str] | None = None) -> cards.ModelCard:
     if hub is not None:
         with open_hub(repo, hub, writable=False) as hub_repo:
             return card(hub_repo, ref)

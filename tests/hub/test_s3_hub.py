@@ -9,9 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from conftest import assert_state_equal, pythonpath_env, small_mlp
 
 import nbmodelhub as mh
-from conftest import assert_state_equal, pythonpath_env, small_mlp, state_of
 from nbmodelhub.cli import main
 from nbmodelhub.errors import ReadOnlyRepository
 from nbmodelhub.store import backend as backend_module
