@@ -828,13 +828,17 @@ class Repository:
 
         return sharing.publish(self, ref, hub, as_name, card)
 
-    def pull(self, hub_ref: str, hub: str | os.PathLike[str] | None = None, as_name: str | None = None) -> TransferReport:
+    def pull(
+        self, hub_ref: str, hub: str | os.PathLike[str] | None = None, as_name: str | None = None
+    ) -> TransferReport:
         """Copy a hub's version (``resnet@2``, ``origin/resnet:prod``) and its ancestors here, ids kept."""
         from nbmodelhub.hub import sharing
 
         return sharing.pull(self, hub_ref, hub, as_name)
 
-    def search(self, text: str = "", hub: str | os.PathLike[str] | None = None, latest: bool = False) -> list[ModelCard]:
+    def search(
+        self, text: str = "", hub: str | os.PathLike[str] | None = None, latest: bool = False
+    ) -> list[ModelCard]:
         """Cards of the versions matching ``text`` here, or on ``hub`` (see :mod:`nbmodelhub.hub.catalog`)."""
         from nbmodelhub.hub import sharing
 

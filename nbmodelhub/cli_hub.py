@@ -186,7 +186,9 @@ def add_commands(command: Command) -> None:
     p.add_argument("--hub", metavar="HUB", help="show the card of a version on a hub")
     _add_card_options(p)
 
-    p = command("import", cmd_import, "write", "commit a model from a Hugging Face folder, hf://, ONNX, .safetensors, .pt")
+    p = command(
+        "import", cmd_import, "write", "commit a model from a Hugging Face folder, hf://, ONNX, safetensors, .pt"
+    )
     p.add_argument("source", metavar="SOURCE", help="a folder, hf://org/name[@rev], https://…/file, or a weights file")
     p.add_argument("-n", "--name", required=True, help="model name")
     p.add_argument("-m", "--message", default=None, help="default: import SOURCE")

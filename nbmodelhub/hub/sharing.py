@@ -76,7 +76,9 @@ def publish(
     return report
 
 
-def pull(repo: Repository, hub_ref: str, hub: str | os.PathLike[str] | None = None, as_name: str | None = None) -> TransferReport:
+def pull(
+    repo: Repository, hub_ref: str, hub: str | os.PathLike[str] | None = None, as_name: str | None = None
+) -> TransferReport:
     if not isinstance(hub_ref, str) or not hub_ref.strip():
         raise UsageError("pull takes a version on the hub, as in resnet@2 or origin/resnet:prod")
     named, ref = remotes.split_hub_ref(repo.store, hub_ref.strip())
@@ -99,7 +101,9 @@ def pull(repo: Repository, hub_ref: str, hub: str | os.PathLike[str] | None = No
     return report
 
 
-def search(repo: Repository, text: str = "", hub: str | os.PathLike[str] | None = None, latest: bool = False) -> list[Any]:
+def search(
+    repo: Repository, text: str = "", hub: str | os.PathLike[str] | None = None, latest: bool = False
+) -> list[Any]:
     if isinstance(text, str) and text.strip().lower().startswith("select"):
         return _dql(repo, text, hub)
     if hub is None:

@@ -130,7 +130,7 @@ def test_web_hub_is_read_only_and_can_be_searched_and_pulled(local, tmp_path, ht
     assert other.pull("resnet@2", hub=url).created == ["resnet@1", "resnet@2"]
     assert_state_equal(local.load("resnet@2"), other.load("resnet@2"))
     before = all_files(hub_path)
-    with pytest.raises(ReadOnlyRepository, match="this hub is read-only for you: .* served over HTTP"):
+    with pytest.raises(ReadOnlyRepository, match=r"this hub is read-only for you: .* served over HTTP"):
         other.publish("resnet", hub=url, as_name="copy")
     assert all_files(hub_path) == before
 

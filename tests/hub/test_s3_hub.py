@@ -72,7 +72,9 @@ def test_publish_search_and_pull_keep_ids_lineage_and_bits(s3_hub, tmp_path):
     assert mh.open(s3_hub).get("ft@1").parents == (tuned.id,)
 
 
-def test_second_publish_of_a_version_differing_in_one_tensor_uploads_only_that_tensor(s3_server, s3_hub, bucket, tmp_path):
+def test_second_publish_of_a_version_differing_in_one_tensor_uploads_only_that_tensor(
+    s3_server, s3_hub, bucket, tmp_path
+):
     local = mh.open(tmp_path / "a")
     w = weights(1)
     local.commit(w, name="net")
@@ -168,7 +170,9 @@ def test_four_concurrent_publishers_to_one_new_hub_lose_nothing(s3_server: S3Ser
     assert hub.fsck().ok
 
 
-def test_read_only_credentials_are_refused_with_one_clear_line(s3_server, s3_hub, bucket, tmp_path, monkeypatch, capsys):
+def test_read_only_credentials_are_refused_with_one_clear_line(
+    s3_server, s3_hub, bucket, tmp_path, monkeypatch, capsys
+):
     local = mh.open(tmp_path / "a")
     local.commit(weights(3, n=2), name="net")
     local.publish("net", hub=s3_hub)
