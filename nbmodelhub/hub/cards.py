@@ -143,9 +143,17 @@ class ModelCard:
 
 
 def build(
-    store: Store, model: str, number: int, version_id: str, record: Mapping[str, Any], tags: list[str]
+    store: Store,
+    model: str,
+    number: int,
+    version_id: str,
+    record: Mapping[str, Any],
+    tags: list[str],
+    written: Mapping[str, str] | None = None,
 ) -> ModelCard:
-    written = read_fields(store, model)
+    """``written``: the model's card fields when the caller already read them (a catalog of many versions)."""
+    if written is None:
+        written = read_fields(store, model)
     last = record["snapshots"][-1]["tensors"] if record.get("snapshots") else {}
     parameters = 0
     for t in last.values():

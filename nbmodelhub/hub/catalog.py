@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbmodelhub.errors import UsageError
-from nbmodelhub.hub.cards import ModelCard, build
+from nbmodelhub.hub.cards import ModelCard, build, read_fields
 from nbmodelhub.store.repository import Store
 
 _TERM = re.compile(r"^(?P<key>[A-Za-z_][\w.\-]*?)(?P<op>>=|<=|!=|=|>|<)(?P<value>.*)$")
@@ -134,10 +134,11 @@ def entries(store: Store) -> list[ModelCard]:
     tags: dict[str, Mapping[str, int]] = {m: store.refs.tags(m) for m in {r.model for r in refs}}
     records = list(store.pool.map(lambda r: store.get_document("versions", r.version_id, f"{r.model}@{r.number}"),
                                   refs))  # fmt: skip
+    written = {m: read_fields(store, m) for m in tags}
     cards = []
     for r, record in zip(refs, records, strict=True):
         on = [t for t, n in tags[r.model].items() if n == r.number]
-        cards.append(build(store, r.model, r.number, r.version_id, record, on))
+        cards.append(build(store, r.model, r.number, r.version_id, record, on, written[r.model]))
     cards.sort(key=lambda c: (c.created, c.model, c.ref), reverse=True)
     return cards
 
