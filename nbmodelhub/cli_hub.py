@@ -1,6 +1,8 @@
 """``dlv publish / pull / search / remote / card / import``: the sharing verbs from a terminal.
 
 Registered into ``dlv``'s parser by :func:`add_commands`; same conventions as :mod:`nbmodelhub.cli`.
+Each handler also leaves its value in ``args.result``, which the ``%dlv`` magic returns (a
+``ModelCard`` renders as markdown in a notebook).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def _transfer_line(verb: str, asked: str, where: str, report: TransferReport) ->
 def cmd_publish(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     report = repo.publish(args.ref, hub=args.hub, as_name=args.as_name, card=_card_fields(args) or None)
+    args.result = report
     if args.json:
         _json(report.to_dict())
         return 0
@@ -53,6 +56,7 @@ def cmd_publish(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 def cmd_pull(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     report = repo.pull(args.hub_ref, hub=args.hub, as_name=args.as_name)
+    args.result = report
     if args.json:
         _json(report.to_dict())
         return 0
@@ -64,6 +68,7 @@ def cmd_search(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     text = shlex.join(args.terms) if len(args.terms) > 1 else "".join(args.terms)
     hits = repo.search(text, hub=args.hub, latest=args.latest)
+    args.result = hits
     if args.json:
         _json([h.to_dict() if hasattr(h, "to_dict") else h for h in hits])
         return 0
@@ -96,6 +101,7 @@ def cmd_remote(args: argparse.Namespace, repo: mh.Repository | None) -> int:
         if args.name or args.url:
             raise UsageError("`dlv remote list` takes no arguments")
         known = repo.remotes()
+        args.result = known
         if args.json:
             _json(known)
         elif not known:
@@ -109,11 +115,13 @@ def cmd_remote(args: argparse.Namespace, repo: mh.Repository | None) -> int:
         if not args.url:
             raise UsageError("`dlv remote add NAME URL` needs a URL (a folder, s3://bucket/prefix, https://…)")
         url = repo.add_remote(args.name, args.url, force=args.force)
+        args.result = repo.remotes()
         _json({"name": args.name, "url": url}) if args.json else _out(f"remote {args.name} → {url}")
         return 0
     if args.url:
         raise UsageError("`dlv remote remove NAME` takes no URL")
     url = repo.remove_remote(args.name)
+    args.result = repo.remotes()
     _json({"name": args.name, "url": url}) if args.json else _out(f"removed remote {args.name} ({url})")
     return 0
 
@@ -126,6 +134,7 @@ def cmd_card(args: argparse.Namespace, repo: mh.Repository | None) -> int:
             raise UsageError("set a hub's card by publishing: `dlv publish REF --hub HUB --description …`")
         repo.set_card(repo.get(args.ref).model, **fields)
     card = repo.card(args.ref, hub=args.hub)
+    args.result = card
     if args.json:
         _json(card.to_dict())
     else:
@@ -142,6 +151,7 @@ def cmd_import(args: argparse.Namespace, repo: mh.Repository | None) -> int:
         params=_parse_pairs(args.params, "params"),
         metrics=_parse_pairs(args.metrics, "metrics"),
     )
+    args.result = version
     if args.json:
         _json(version.to_dict())
         return 0
