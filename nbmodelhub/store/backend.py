@@ -110,6 +110,15 @@ def _http_status(exc: BaseException) -> str:
     status = re.search(r"status code: (\d{3}[ A-Za-z]*)", text)
     code = re.search(r"<Code>(\w+)</Code>", text)
     parts = [p for p in (status and status.group(1).strip(), code and code.group(1)) if p]
+    lowered = text.lower()
+    for needle, said in (
+        ("connection refused", "connection refused"),
+        ("dns error", "host not found"),
+        ("timed out", "timed out"),
+        ("connect error", "cannot connect"),
+    ):
+        if not parts and needle in lowered:
+            parts.append(said)
     return ", ".join(parts) or type(exc).__name__
 
 

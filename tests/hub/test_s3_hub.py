@@ -204,3 +204,17 @@ def test_wrong_credentials_say_so_without_echoing_them(s3_server, s3_hub, tmp_pa
     err = capsys.readouterr().err
     assert code == 1 and "refused access" in err and err.count("\n") == 1
     assert "AKIANOTAREALKEY00000" not in err and "not-a-real-secret" not in err
+
+
+def test_unreachable_storage_is_one_line_naming_the_url(tmp_path, monkeypatch, capsys):
+    from .conftest import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNREACHABLE00000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unreachable-secret")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    mh.open(tmp_path / "a").commit(weights(6, n=1), name="net")
+    assert main(["--repo", str(tmp_path / "a"), "publish", "net", "--hub", "s3://nowhere/hub"]) == 1
+    err = capsys.readouterr().err
+    expected = "the storage at s3://nowhere/hub failed a request (connection refused): check the URL and retry"
+    assert err == f"dlv: error: {expected}\n"
