@@ -34,6 +34,8 @@ from nbmodelhub.store.repository import FsckReport, GcReport, Store
 from nbmodelhub.store.tensors import STORAGE_DTYPES, Tensor
 
 if TYPE_CHECKING:
+    from nbmodelhub.hub.cards import ModelCard
+    from nbmodelhub.hub.transfer import TransferReport
     from nbmodelhub.tracking import Run, RunInfo
 
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")
@@ -354,7 +356,7 @@ class Repository:
         message: str = "",
         params: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
-        files: Iterable[str | os.PathLike[str]] | None = None,
+        files: Iterable[str | os.PathLike[str] | tuple[Path, str]] | None = None,
         parents: Sequence[str | Version] | None = None,
         step: int | None = None,
         snapshots: Mapping[int, Any] | None = None,
@@ -858,6 +860,85 @@ class Repository:
 
         open_run(self, run_id).discard()
 
+    # -- sharing: hubs, cards, import (nbmodelhub.hub) -------------------------------------------------
+    def remotes(self) -> dict[str, str]:
+        """Named hubs of this repository: name → URL."""
+        from nbmodelhub.hub import remotes
+
+        return remotes.remotes(self.store)
+
+    def add_remote(self, name: str, url: str | os.PathLike[str], force: bool = False) -> str:
+        """Name a hub (``origin`` is the default one); returns the URL as stored."""
+        from nbmodelhub.hub import remotes
+
+        return remotes.add_remote(self.store, name, url, force=force)
+
+    def remove_remote(self, name: str) -> str:
+        from nbmodelhub.hub import remotes
+
+        return remotes.remove_remote(self.store, name)
+
+    def publish(
+        self,
+        ref: str | Version,
+        hub: str | os.PathLike[str] | None = None,
+        as_name: str | None = None,
+        card: Mapping[str, str] | None = None,
+    ) -> TransferReport:
+        """Copy a version and its ancestors to a hub (a remote's name or a URL; default: origin).
+
+        Only objects the hub lacks are sent, in parallel, each verified against its hash; an
+        interrupted publish resumes where it stopped. ``card`` sets fields of the model's card
+        (description, intended_use, limitations, license) here and on the hub.
+        """
+        from nbmodelhub.hub import sharing
+
+        return sharing.publish(self, ref, hub, as_name, card)
+
+    def pull(
+        self, hub_ref: str, hub: str | os.PathLike[str] | None = None, as_name: str | None = None
+    ) -> TransferReport:
+        """Copy a hub's version (``resnet@2``, ``origin/resnet:prod``) and its ancestors here, ids kept."""
+        from nbmodelhub.hub import sharing
+
+        return sharing.pull(self, hub_ref, hub, as_name)
+
+    def search(
+        self, text: str = "", hub: str | os.PathLike[str] | None = None, latest: bool = False
+    ) -> list[ModelCard]:
+        """Cards of the versions matching ``text`` here, or on ``hub`` (see :mod:`nbmodelhub.hub.catalog`)."""
+        from nbmodelhub.hub import sharing
+
+        return sharing.search(self, text, hub, latest)
+
+    def card(self, ref: str | Version, hub: str | os.PathLike[str] | None = None) -> ModelCard:
+        """A version's model card: its model's written card plus its metrics, params and lineage."""
+        from nbmodelhub.hub import sharing
+
+        return sharing.card(self, ref, hub)
+
+    def set_card(self, model: str, **fields: str) -> dict[str, str]:
+        """Write fields of a model's card (description, intended_use, limitations, license)."""
+        from nbmodelhub.hub import cards
+
+        self._known_model(check_name(model), model)
+        return cards.write_fields(self.store, model, fields)
+
+    def import_model(
+        self,
+        source: str | os.PathLike[str],
+        name: str,
+        message: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> Version:
+        """Commit a model from another hub's files: a Hugging Face folder or ``hf://org/name``,
+        an ONNX, safetensors or ``.pt``/``.bin`` file, or an ``https://`` URL of one. The original
+        files are kept as the version's files."""
+        from nbmodelhub.hub import sharing
+
+        return sharing.import_model(self, source, name, message, params, metrics)
+
 
 def run(
     name: str | None = None,
@@ -894,11 +975,21 @@ def _invert(tags: Mapping[str, int]) -> dict[int, list[str]]:
     return out
 
 
-def _expand(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:
-    """Files under each path, with the names they are stored by (relative, '/'-separated)."""
+def _expand(paths: str | os.PathLike[str] | Iterable[Any]) -> Iterator[tuple[Path, str]]:
+    """Files under each path, with the names they are stored by (relative, '/'-separated).
+
+    A ``(path, name)`` pair stores one file under the name given (the importer keeps a model
+    folder's files by their names inside it).
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     for raw in paths:
+        if isinstance(raw, tuple):
+            source, stored_as = raw
+            if not Path(source).is_file():
+                raise UsageError(f"no such file: {source}")
+            yield Path(source), str(stored_as)
+            continue
         path = Path(raw).expanduser()
         if not path.exists():
             raise UsageError(f"no such file or folder: {path}")

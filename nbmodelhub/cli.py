@@ -894,6 +894,10 @@ def build_parser(extra: Callable[[CommandAdder], None] | None = None) -> argpars
     p.add_argument("action", choices=["commit", "discard"])
     p.add_argument("run_id", metavar="ID", help="a run id or unique prefix, from `dlv runs`")
     p.add_argument("-m", "--message", default=None, help="commit message (default: the run's)")
+
+    from nbmodelhub.cli_hub import add_commands  # here, not at the top: it imports this module's helpers
+
+    add_commands(command)
     if extra is not None:
         extra(command)
     return parser

@@ -37,3 +37,7 @@ class CorruptObject(ModelHubError):
 
 class ConcurrentUpdate(ModelHubError):
     """A compare-and-swap kept losing against other writers."""
+
+
+class StorageError(ModelHubError):
+    """The storage behind a repository or hub refused or failed a request (credentials, network)."""

@@ -121,7 +121,8 @@ class Store:
         if raw is None and self.backend.read_only:
             raise NotARepository(f"no repository at {self.location}: create it with `dlv init {self.location}`")
         if raw is None:
-            if any(True for _ in self.backend.list_prefix("")):
+            # A concurrent first writer (four publishers to a new hub) may have just made the root.
+            if any(True for _ in self.backend.list_prefix("")) and self.backend.get("zarr.json") is None:
                 raise NotARepository(
                     f"{self.location} holds other data, not an nbmodelhub repository: use an empty folder"
                 )

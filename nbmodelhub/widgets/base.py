@@ -37,7 +37,7 @@ def esm(name: str) -> Path:
     return path
 
 
-class ModelHubWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class ModelHubWidget(anywidget.AnyWidget):
     """Base class. Subclasses set ``_esm = esm("<view name>")`` and implement ``fallback``."""
 
     data = traitlets.Dict().tag(sync=True)
