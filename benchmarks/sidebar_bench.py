@@ -119,6 +119,7 @@ def measure_sidebar(url: str, token: str, versions: int) -> dict[str, float]:
         page.wait_for_function(
             "() => window.jupyterapp?.commands.hasCommand('nbmodelhub:show-sidebar')", timeout=60_000
         )
+        page.evaluate("() => window.jupyterapp.restored")  # the layout restorer runs last: show the panel after it
         side = page.locator("#nbmodelhub-sidebar")
         for run in ("cold", "warm"):
             page.evaluate("() => window.jupyterapp.commands.execute('nbmodelhub:show-sidebar')")

@@ -9,6 +9,7 @@ still listed, from the run stamp their version record carries.
 from __future__ import annotations
 
 import datetime as _dt
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from nbmodelhub.errors import CorruptObject, UsageError
 from nbmodelhub.store.documents import decode_number
 from nbmodelhub.tracking import journal
-from nbmodelhub.tracking.state import Curve, RunState, replay
+from nbmodelhub.tracking.state import Curve, RunState
 
 if TYPE_CHECKING:
     from nbmodelhub.api import Repository
@@ -91,9 +92,22 @@ class RunInfo:
         return self.show()._repr_mimebundle_(**kwargs)
 
 
+# Journals only grow: a long-lived process (the sidebar's server polling every few seconds) reads
+# each one once and then only what was appended since.
+_FOLLOWED: dict[Path, tuple[journal.Tail, RunState]] = {}
+_FOLLOWED_LOCK = threading.Lock()
+
+
+def _followed(folder: Path) -> RunState:
+    with _FOLLOWED_LOCK:
+        tail, state = _FOLLOWED.get(folder) or _FOLLOWED.setdefault(folder, (journal.Tail(folder), RunState()))
+        state.apply(tail.read())
+        return state
+
+
 def info_from_journal(folder: Path, state: RunState | None = None) -> RunInfo:
     header = journal.read_header(folder)
-    state = state if state is not None else replay(folder)
+    state = state if state is not None else _followed(folder)
     end = state.end or {}
     return RunInfo(
         id=folder.name,
@@ -112,7 +126,7 @@ def info_from_journal(folder: Path, state: RunState | None = None) -> RunInfo:
         metrics=state.latest(),
         snapshots=tuple(state.snapshot_steps()),
         version=end.get("ref") if end.get("k") == "commit" else None,
-        curves=state.curves,
+        curves={k: (list(xs), list(ys)) for k, (xs, ys) in state.curves.items()},  # a snapshot: the run goes on
         folder=folder,
     )
 
@@ -164,9 +178,9 @@ def list_runs(
         seen = {r.id for r in found}
         for version in repo.versions(model=model) if model is None or model in repo.models() else []:
             stamp = repo.store.get_document("versions", version.id, version.ref).get("run")
-            if isinstance(stamp, dict) and stamp.get("id") not in seen:
-                if author is None or version.author == author:
-                    found.append(info_from_version(repo, version, stamp))
+            mine = author is None or version.author == author
+            if isinstance(stamp, dict) and stamp.get("id") not in seen and mine:
+                found.append(info_from_version(repo, version, stamp))
     if active is not None:
         found = [r for r in found if r.active == active]
     if status is not None:

@@ -22,7 +22,6 @@ import os
 import socket
 import time
 import uuid
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +38,8 @@ if TYPE_CHECKING:
     from nbmodelhub.api import Repository, Version
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-_OPEN: weakref.WeakSet[Run] = weakref.WeakSet()
+# Open runs are kept alive here (a run nobody references still owns its journal) until they end.
+_OPEN: set[Run] = set()
 LEASE_WAIT = 15 * 60.0
 
 
@@ -154,8 +154,9 @@ class Run:
             "k": "snapshot",
             "t": round(time.time(), 3),
             "s": step,
-            "tensors": {n: {"hash": hashes[n], "dtype": t.dtype, "shape": list(t.shape)}
-                        for n, t in weights.tensors.items()},
+            "tensors": {
+                n: {"hash": hashes[n], "dtype": t.dtype, "shape": list(t.shape)} for n, t in weights.tensors.items()
+            },
             "ties": dict(weights.ties),
             "graph": graph_id,
             "framework": weights.framework,
@@ -212,8 +213,9 @@ class Run:
         steps = self.state.snapshot_steps()
         snaps = [self.state.snapshots[s] for s in steps]
         last = snaps[-1]
-        metrics_doc, curves_doc = check_metrics({k: list(zip(xs, ys, strict=True)) for k, (xs, ys) in
-                                                 self.state.curves.items()})
+        metrics_doc, curves_doc = check_metrics(
+            {k: list(zip(xs, ys, strict=True)) for k, (xs, ys) in self.state.curves.items()}
+        )
         store = self.repo.store
         graph = last.get("graph")
         if graph and not store.backend.exists(f"objects/graphs/{graph}/zarr.json"):
@@ -282,13 +284,18 @@ class Run:
             self._writer = None
         _OPEN.discard(self)
         for view in self._views:
-            view.pump()
+            try:
+                view.pump()  # the final state; a view whose frontend is gone must not fail the commit
+            except Exception:
+                pass
         if self._owns_repo:
             self.repo.close()
 
     def _require_open(self, what: str) -> journal.Writer:
         if self._writer is None:
-            raise UsageError(f"cannot {what}: run {self.id} is {self.status} (resume it with mh.run(resume={self.id!r}))")
+            raise UsageError(
+                f"cannot {what}: run {self.id} is {self.status} (resume it with mh.run(resume={self.id!r}))"
+            )
         return self._writer
 
     def _lease(self, extra: set[str]) -> None:

@@ -51,7 +51,7 @@ class _Source:
         return self.run.status
 
 
-class RunCurves(ModelHubWidget):  # type: ignore[misc]
+class RunCurves(ModelHubWidget):
     """Live curves of one run."""
 
     _esm = esm("run_curves")

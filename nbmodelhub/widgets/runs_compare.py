@@ -55,16 +55,30 @@ def _row(item: RunInfo | Run | Version) -> dict[str, Any]:
     if isinstance(item, RunInfo):
         label = item.version or f"{item.model} · {item.id[:8]}"
         return {
-            "id": item.id, "label": label, "model": item.model, "status": item.status, "author": item.author,
-            "version": item.version, "started": item.started, "params": item.params,
+            "id": item.id,
+            "label": label,
+            "model": item.model,
+            "status": item.status,
+            "author": item.author,
+            "version": item.version,
+            "started": item.started,
+            "params": item.params,
             "metrics": {k: _clean(v) for k, v in item.metrics.items()},
-            "curves": {k: [list(a), [_clean(v) for v in b]] for k, (a, b) in
-                       ((k, decimate(xs, ys)) for k, (xs, ys) in item.curves.items())},
+            "curves": {
+                k: [list(a), [_clean(v) for v in b]]
+                for k, (a, b) in ((k, decimate(xs, ys)) for k, (xs, ys) in item.curves.items())
+            },
         }
     curves = {k: decimate([s for s, _ in c], [v for _, v in c]) for k, c in item.curves.items()}
     return {
-        "id": item.id[:12], "label": item.ref, "model": item.model, "status": "committed", "author": item.author,
-        "version": item.ref, "started": item.created, "params": item.params,
+        "id": item.id[:12],
+        "label": item.ref,
+        "model": item.model,
+        "status": "committed",
+        "author": item.author,
+        "version": item.ref,
+        "started": item.created,
+        "params": item.params,
         "metrics": {k: _clean(v) for k, v in item.metrics.items()},
         "curves": {k: [list(xs), [_clean(v) for v in ys]] for k, (xs, ys) in curves.items()},
     }
@@ -92,11 +106,13 @@ def _sparkline(xs: list[Any], ys: list[Any]) -> str:
     sx = (w - 2) / ((x1 - x0) or 1)
     sy = (h - 2) / ((hi - lo) or 1)
     path = " ".join(f"{1 + (x - x0) * sx:.1f},{h - 1 - (y - lo) * sy:.1f}" for x, y in pts)
-    return (f'<svg width="{w}" height="{h}" style="vertical-align:middle">'
-            f'<polyline points="{path}" fill="none" stroke="#1f77b4" stroke-width="1.2"/></svg>')
+    return (
+        f'<svg width="{w}" height="{h}" style="vertical-align:middle">'
+        f'<polyline points="{path}" fill="none" stroke="#1f77b4" stroke-width="1.2"/></svg>'
+    )
 
 
-class RunsCompare(ModelHubWidget):  # type: ignore[misc]
+class RunsCompare(ModelHubWidget):
     """Runs (or versions) side by side."""
 
     _esm = esm("runs_compare")
@@ -113,7 +129,8 @@ class RunsCompare(ModelHubWidget):  # type: ignore[misc]
         head = "".join(f"<th>{esc(c)}</th>" for c in ["run", "status", "author", *shown, *d["metrics"]])
         body = []
         for r in d["runs"]:
-            cells = [f"<td><b>{esc(r['label'])}</b></td>", f"<td>{esc(r['status'])}</td>", f"<td>{esc(r['author'])}</td>"]
+            cells = [f"<td><b>{esc(r['label'])}</b></td>"]
+            cells += [f"<td>{esc(r[k])}</td>" for k in ("status", "author")]
             cells += [f'<td style="background:#fff3cd">{esc(format_value(r["params"].get(p)))}</td>' for p in shown]
             for m in d["metrics"]:
                 xs, ys = r["curves"].get(m, [[], []])

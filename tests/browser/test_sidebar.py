@@ -48,6 +48,7 @@ def _shot(locator: Any, name: str) -> None:
 def test_sidebar_lists_opens_versions_and_diffs(lab: Any, page: Any, sidebar_repo: Path, open_notebook: Any) -> None:
     nb = open_notebook(["# the sidebar inserts %dlv commands below"], name="sidebar.ipynb")
     page.wait_for_function("() => window.jupyterapp?.commands.hasCommand('nbmodelhub:show-sidebar')", timeout=60_000)
+    page.evaluate("() => window.jupyterapp.restored")  # the layout restorer runs last: show the panel after it
     page.evaluate("() => window.jupyterapp.commands.execute('nbmodelhub:show-sidebar')")
     side = page.locator("#nbmodelhub-sidebar")
     side.wait_for(timeout=30_000)
@@ -122,6 +123,7 @@ def test_sidebar_lists_opens_versions_and_diffs(lab: Any, page: Any, sidebar_rep
 def test_sidebar_refreshes_when_something_commits(lab: Any, page: Any, sidebar_repo: Path) -> None:
     page.goto(f"{lab.url}/lab?token={lab.token}")
     page.wait_for_function("() => window.jupyterapp?.commands.hasCommand('nbmodelhub:show-sidebar')", timeout=60_000)
+    page.evaluate("() => window.jupyterapp.restored")  # the layout restorer runs last: show the panel after it
     page.evaluate("() => window.jupyterapp.commands.execute('nbmodelhub:show-sidebar')")
     cnn = page.locator('#nbmodelhub-sidebar .nbmh-row-model[data-model="sb-cnn"]')
     cnn.wait_for(timeout=30_000)

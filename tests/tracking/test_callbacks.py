@@ -33,8 +33,15 @@ def test_trainer_callback_records_params_per_step_loss_and_snapshots(repo: mh.Re
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=256, n_positions=64))
     args = TrainingArguments(
-        output_dir=str(tmp_path / "out"), max_steps=6, logging_steps=1, save_steps=3, report_to=[], use_cpu=True,
-        per_device_train_batch_size=4, learning_rate=3e-4, disable_tqdm=True,
+        output_dir=str(tmp_path / "out"),
+        max_steps=6,
+        logging_steps=1,
+        save_steps=3,
+        report_to=[],
+        use_cpu=True,
+        per_device_train_batch_size=4,
+        learning_rate=3e-4,
+        disable_tqdm=True,
     )
     callback = ModelHubCallback("tiny-gpt2", repo=repo, params={"data": "random tokens"})
     Trainer(model=model, args=args, train_dataset=RandomTokens(), callbacks=[callback]).train()
@@ -85,7 +92,11 @@ def test_lightning_callback_records_hparams_step_metrics_and_checkpoints(repo: m
     module = Regressor(lr=0.05)
     callback = ModelHubCallback("regressor", repo=repo)
     trainer = L.Trainer(
-        max_steps=6, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        max_steps=6,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[callback, ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=3, save_top_k=-1)],
     )
     trainer.fit(module, data)

@@ -42,7 +42,8 @@ def test_runs_lists_and_commits_an_interrupted_run(repo_path: Path, capsys: pyte
 def test_run_errors_are_one_line(repo_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_id = interrupted(repo_path)
     assert main(["--repo", str(repo_path), "run", "commit", "nothex!"]) == 2
-    assert capsys.readouterr().err.strip() == "dlv: error: a run id is hexadecimal, as shown by `dlv runs`; got 'nothex!'"
+    err = capsys.readouterr().err.strip()
+    assert err == "dlv: error: a run id is hexadecimal, as shown by `dlv runs`; got 'nothex!'"
     assert main(["--repo", str(repo_path), "run", "discard", run_id]) == 0
     capsys.readouterr()
     assert main(["--repo", str(repo_path), "run", "commit", run_id]) == 2

@@ -85,8 +85,13 @@ sys.stdin.readline()
 @pytest.mark.slow
 def test_curves_of_a_run_written_by_another_process(repo_path: Path) -> None:
     mh.open(repo_path).close()
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(repo_path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=pythonpath_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(repo_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=pythonpath_env(),
+    )
     assert proc.stdout is not None and proc.stdin is not None
     proc.stdout.readline()
     assert proc.stdout.readline().strip() == "half"
@@ -139,7 +144,7 @@ def test_compare_shows_differing_params_and_decimated_curves(repo: mh.Repository
     assert [r["label"] for r in data["runs"]] == ["mlp@1", "mlp@2", "mlp@3"]
     assert data["params"] == ["batch", "lr", "opt"] and data["differing"] == ["lr"]
     assert data["metrics"] == ["loss"]
-    xs, ys = data["runs"][0]["curves"]["loss"]
+    xs, _ = data["runs"][0]["curves"]["loss"]
     assert 100 < len(xs) <= 600 and xs[0] == 0 and xs[-1] == 1499 and xs == sorted(xs)
     assert data["runs"][2]["metrics"]["loss"] == pytest.approx(math.exp(-1.499) + 0.01 * math.sin(1499))
     # versions compare the same way as runs, and a run in progress joins in

@@ -55,8 +55,8 @@ const CSS = `
   background: var(--jp-layout-color2, #eee); }
 .nbmh-diff-row { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
 .nbmh-diff-row > div { flex: 1 1 300px; min-width: 260px; }
-.nbmh-diff h4 { margin: 4px 0; font-size: 12px; color: var(--jp-ui-font-color2, #616161); text-transform: uppercase;
-  letter-spacing: .04em; }
+.nbmh-diff > h4, .nbmh-diff-row h4 { margin: 4px 0; font-size: 12px; color: var(--jp-ui-font-color2, #616161);
+  text-transform: uppercase; letter-spacing: .04em; }
 .nbmh-diff table.nbmh-t { border-collapse: collapse; width: 100%; font-size: 12px; }
 .nbmh-diff table.nbmh-t th, .nbmh-diff table.nbmh-t td { padding: 3px 6px; text-align: left;
   border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); }
@@ -196,12 +196,20 @@ export function renderVersionDiff(el: HTMLElement, data: DiffData, opts: { heigh
   if (s.unchanged !== undefined) head.append(pill(`${s.unchanged} tensors identical`));
   root.append(head);
 
+  // open on the first structural change, else on the most changed layer
+  const order = data.graph.nodes.map((n) => n.id);
+  let focus = order.find((id) => data.status[id] && data.status[id] !== "same");
+  if (focus === undefined) {
+    const hottest = Object.entries(data.heat ?? {}).sort((x, y) => y[1] - x[1])[0];
+    focus = hottest?.[0];
+  }
   const graphHost = h("div", {});
   root.append(graphHost);
   const graph: GraphHandle = renderGraph(graphHost, data.graph, {
     status: data.status,
     heat: data.heat,
     heatLabel: "relative weight change",
+    focus,
     height: opts.height ?? 460,
     details: (id, panel, isGroup) => layerDetails(data, id, panel, isGroup),
   });

@@ -20,6 +20,8 @@ export interface GraphOptions {
   details?: (nodeId: string, el: HTMLElement, isGroup: boolean) => void;
   /** Height of the drawing area in pixels. */
   height?: number;
+  /** A layer to bring into view first (e.g. a diff's first change); the view starts at the top otherwise. */
+  focus?: string;
   /** Words for the heat legend (default "weight change"). */
   heatLabel?: string;
 }
@@ -70,7 +72,8 @@ const CSS = `
   border-left: 1px solid var(--jp-border-color1, #bdbdbd); box-shadow: -2px 0 6px rgba(0,0,0,.08); display: none; }
 .nbmh-panel.nbmh-open { display: block; }
 .nbmh-panel h3 { margin: 0 0 2px; font-size: 14px; display: flex; align-items: center; gap: 6px; }
-.nbmh-panel h4 { margin: 12px 0 4px; font-size: 12px; color: var(--jp-ui-font-color2, #616161); }
+.nbmh-graph .nbmh-panel h4 { margin: 12px 0 4px; font-size: 12px; color: var(--jp-ui-font-color2, #616161);
+  text-transform: none; letter-spacing: normal; }
 .nbmh-panel .nbmh-id { font-family: var(--jp-code-font-family, monospace); font-size: 11px; word-break: break-all;
   color: var(--jp-ui-font-color2, #616161); }
 .nbmh-panel table { border-collapse: collapse; width: 100%; font-size: 11px; }
@@ -78,7 +81,7 @@ const CSS = `
   border-bottom: 1px solid var(--jp-border-color3, #eee); }
 .nbmh-panel th { font-weight: 600; color: var(--jp-ui-font-color2, #616161); }
 .nbmh-panel td.nbmh-num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.nbmh-panel code { font-family: var(--jp-code-font-family, monospace); font-size: 11px; word-break: break-all; }
+.nbmh-graph .nbmh-panel code { font-family: var(--jp-code-font-family, monospace); font-size: 11px; word-break: break-all; }
 .nbmh-panel .nbmh-close { position: absolute; top: 6px; right: 8px; border: none; background: none; font-size: 16px;
   cursor: pointer; color: var(--jp-ui-font-color2, #616161); }
 .nbmh-panel button.nbmh-action { font: inherit; margin-top: 6px; padding: 2px 10px; cursor: pointer;
@@ -332,7 +335,9 @@ export function renderGraph(el: HTMLElement, graph: GraphData, opts: GraphOption
     const count = ++drawCount;
     // "drawn" once the browser has painted this layout (two frames: style+layout, then paint)
     requestAnimationFrame(() => requestAnimationFrame(() => {
-      if (count === drawCount) root.dataset.drawn = String(count);
+      if (count !== drawCount) return;
+      root.dataset.drawnAt = performance.now().toFixed(1);
+      root.dataset.drawn = String(count);
     }));
   }
 
@@ -644,6 +649,8 @@ export function renderGraph(el: HTMLElement, graph: GraphData, opts: GraphOption
     if (!first) return;
     first = false;
     draw(true);
+    const i = opts.focus === undefined ? undefined : model.index.get(opts.focus);
+    if (i !== undefined) centreOn(model.owner(i, collapsed));
   };
   if (el.isConnected && el.getBoundingClientRect().width > 0) start();
   else requestAnimationFrame(start);

@@ -35,9 +35,11 @@ const CSS = `
 .nbmh-run-head { display: flex; align-items: baseline; gap: 10px; flex-wrap: wrap; }
 .nbmh-run-head b { font-size: 13px; }
 .nbmh-run-id { color: var(--jp-ui-font-color2, #757575); font-family: var(--jp-code-font-family, monospace); }
-.nbmh-run-status { color: #fff; border-radius: 9px; padding: 0 8px; font-size: 11px; line-height: 17px; }
-.nbmh-run-status.nbmh-live::before { content: "● "; animation: nbmh-pulse 1.2s ease-in-out infinite; }
-@keyframes nbmh-pulse { 50% { opacity: .3; } }
+.nbmh-run-status { display: inline-block; color: #fff; border-radius: 9px; padding: 0 8px; font-size: 11px;
+  line-height: 17px; white-space: nowrap; }
+.nbmh-run-dot { display: inline-block; width: 7px; height: 7px; border-radius: 50%; background: #fff; margin-right: 5px;
+  vertical-align: 0; animation: nbmh-pulse 1.2s ease-in-out infinite; }
+@keyframes nbmh-pulse { 50% { opacity: .25; } }
 .nbmh-run-meta { color: var(--jp-ui-font-color2, #757575); font-variant-numeric: tabular-nums; }
 .nbmh-run-params { color: var(--jp-ui-font-color2, #757575); font-size: 11px; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; }
@@ -77,8 +79,10 @@ export function renderRunCurves(el: HTMLElement, data: RunCurvesData): RunCurves
 
   const drawHead = () => {
     const color = STATUS[info.status] ?? "#9aa5b1";
-    const badge = h("span", { class: `nbmh-run-status${info.status === "running" ? " nbmh-live" : ""}`, style: `background:${color}` }, info.status);
-    const meta = `${info.last_step === null || info.last_step === undefined ? "no steps yet" : `step ${fmt(info.last_step, 6)}`} · ${fmt(info.points, 4)} points`;
+    const dot = info.status === "running" ? h("span", { class: "nbmh-run-dot" }) : null;
+    const badge = h("span", { class: "nbmh-run-status", style: `background:${color}` }, dot, info.status);
+    const step = info.last_step === null || info.last_step === undefined ? "no steps yet" : `step ${info.last_step.toLocaleString("en-US")}`;
+    const meta = `${step} · ${(info.points ?? 0).toLocaleString("en-US")} point${info.points === 1 ? "" : "s"}`;
     head.replaceChildren(h("b", {}, info.model), h("span", { class: "nbmh-run-id" }, `run ${info.id}`), badge, h("span", { class: "nbmh-run-meta", "data-points": info.points }, meta), ...(info.author ? [h("span", { class: "nbmh-run-meta" }, `by ${info.author}`)] : []));
     const entries = Object.entries(info.params ?? {});
     params.textContent = entries.map(([k, v]) => `${k}=${typeof v === "number" ? fmt(v, 4) : JSON.stringify(v)}`).join("  ");

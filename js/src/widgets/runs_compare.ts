@@ -42,7 +42,7 @@ const CSS = `
 .nbmh-cmp td.nbmh-cmp-metric { border-left: 2px solid var(--jp-border-color2, #e0e0e0); }
 .nbmh-cmp tr:hover td { background: var(--jp-layout-color2, #f5f5f5); }
 .nbmh-cmp tr.nbmh-picked td { background: color-mix(in srgb, var(--jp-brand-color1, #1976d2) 10%, transparent); }
-.nbmh-cmp td.nbmh-diff { background: rgba(230, 155, 0, 0.18); font-weight: 600; }
+.nbmh-cmp tr td.nbmh-diff { background: rgba(230, 155, 0, 0.22); font-weight: 600; }
 .nbmh-cmp-swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 5px; vertical-align: -1px; }
 .nbmh-cmp-status { font-size: 11px; color: var(--jp-ui-font-color2, #757575); }
 .nbmh-cmp-spark { vertical-align: middle; margin-left: 6px; }
@@ -94,12 +94,13 @@ export function renderRunsCompare(el: HTMLElement, data: CompareData): () => voi
   const select = h("select", {}, ...data.metrics.map((m) => h("option", { value: m }, m)));
   select.value = metric;
   const same = data.params.filter((p) => !data.differing.includes(p));
+  const note = h("span", { class: "nbmh-cmp-note" });
   const bar = h(
     "div",
     { class: "nbmh-cmp-bar" },
     h("b", {}, `${runs.length} run${runs.length === 1 ? "" : "s"}`),
     h("label", {}, allBox, "show all params"),
-    same.length ? h("span", { class: "nbmh-cmp-note" }, `${same.length} param${same.length === 1 ? "" : "s"} equal in every run hidden`) : null,
+    note,
     data.metrics.length ? h("label", {}, "overlay metric", select) : null,
   );
   const scroll = h("div", { class: "nbmh-cmp-scroll" });
@@ -108,6 +109,7 @@ export function renderRunsCompare(el: HTMLElement, data: CompareData): () => voi
 
   const drawTable = () => {
     const params = allParams ? data.params : data.differing;
+    note.textContent = !allParams && same.length ? `hidden: ${same.join(", ")} (equal in every run)` : "";
     const head = h(
       "tr",
       {},

@@ -15,10 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-try:
-    from lightning.pytorch.callbacks import Callback
-except ImportError:  # the standalone distribution
-    from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
+from lightning.pytorch.callbacks import Callback
 
 import nbmodelhub as mh
 from nbmodelhub.tracking.callbacks.common import numeric, plain_params
@@ -27,7 +24,7 @@ from nbmodelhub.tracking.run import Run
 TRAINER_SETTINGS = ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val", "precision")
 
 
-class ModelHubCallback(Callback):  # type: ignore[misc]
+class ModelHubCallback(Callback):
     """A Lightning ``Callback`` that records ``fit`` as a run of model ``name``."""
 
     def __init__(
@@ -60,7 +57,8 @@ class ModelHubCallback(Callback):  # type: ignore[misc]
         if self.run is None:
             return
         fresh = {
-            k: v for k, v in numeric(trainer.callback_metrics).items()
+            k: v
+            for k, v in numeric(trainer.callback_metrics).items()
             if k not in self._seen or not _same(self._seen[k], v)
         }
         if fresh:

@@ -44,7 +44,7 @@ HYPERPARAMETERS = (
 )
 
 
-class ModelHubCallback(TrainerCallback):  # type: ignore[misc]
+class ModelHubCallback(TrainerCallback):
     """A ``TrainerCallback`` that records the training as a run of model ``name``."""
 
     def __init__(
