@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ class Backend:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Stored bytes of chunks read so far: what approximate and progressive reads report.
+        self.bytes_read = 0
+        self._count_lock = threading.Lock()
 
     @property
     def read_only(self) -> bool:
@@ -103,7 +107,11 @@ class Backend:
     def get_buffer(self, key: str) -> Any:
         """A chunk's bytes as a numpy uint8 view, without the copy ``get`` makes (chunks are big)."""
         buf = sync(self.store.get(key, prototype=_PROTOTYPE))
-        return None if buf is None else buf.as_numpy_array()
+        if buf is None:
+            return None
+        with self._count_lock:
+            self.bytes_read += len(buf)
+        return buf.as_numpy_array()
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         async def fetch() -> list[Any]:
