@@ -93,8 +93,15 @@ def select(store: Store, models: list[str] | None) -> Selection:
                 nodes.setdefault(t["hash"], Node(t["hash"], t["dtype"], tuple(t["shape"])))
                 names.setdefault(t["hash"], f"{m}@{n}: tensor {name!r}")
             # Related: the previous snapshot of this version, or the last snapshot of each parent.
-            befores = [snaps[i - 1]] if i else [records[p]["snapshots"][-1] for p in records[vid].get("parents", [])
-                                                 if p in records and records[p]["snapshots"]]
+            befores = (
+                [snaps[i - 1]]
+                if i
+                else [
+                    records[p]["snapshots"][-1]
+                    for p in records[vid].get("parents", [])
+                    if p in records and records[p]["snapshots"]
+                ]
+            )
             for before in befores:
                 for name, t in snap["tensors"].items():
                     other = before["tensors"].get(name)
@@ -108,8 +115,13 @@ def select(store: Store, models: list[str] | None) -> Selection:
 
 def _lock(store: Store) -> str:
     token = uuid.uuid4().hex
-    doc = {"time": time.time(), "token": token, "author": current_user(), "host": socket.gethostname(),
-           "pid": os.getpid()}
+    doc = {
+        "time": time.time(),
+        "token": token,
+        "author": current_user(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
     for _ in range(2):
         if store.backend.create(LOCK, group_node(doc)):
             return token
@@ -158,17 +170,19 @@ def run(
     if store.backend.read_only:
         raise UsageError(f"the repository at {store.location} is read-only: archive needs to rewrite it")
     start = time.perf_counter()
-    bar = progress or (lambda stage, total: (lambda n: None))
+    bar = progress or (lambda stage, total: lambda n: None)
     token = _lock(store)
     try:
         selection = select(store, models)
         lease = store.take_lease([f"{k}/{h}" for h in selection.nodes for k in ("tensors", "archive")])
         try:
-            report = ArchiveReport(models=selection.models, versions=selection.versions,
-                                   tensors=len(selection.nodes), unpacked=unpack)
+            report = ArchiveReport(
+                models=selection.models, versions=selection.versions, tensors=len(selection.nodes), unpacked=unpack
+            )
             report.logical_bytes = sum(n.nbytes for n in selection.nodes.values())
-            report.bytes_before = sum(store.pool.map(lambda h: archived.stored_bytes(store.backend, h),
-                                                     list(selection.nodes)))
+            report.bytes_before = sum(
+                store.pool.map(lambda h: archived.stored_bytes(store.backend, h), list(selection.nodes))
+            )
             if unpack:
                 _unpack(store, selection, report, bar("unpack", report.logical_bytes))
             else:
@@ -181,8 +195,9 @@ def run(
                     bar("plan", len(selection.nodes)),
                 )
                 _execute(store, selection, placements, report, bar("archive", report.logical_bytes))
-            report.bytes_after = sum(store.pool.map(lambda h: archived.stored_bytes(store.backend, h),
-                                                    list(selection.nodes)))
+            report.bytes_after = sum(
+                store.pool.map(lambda h: archived.stored_bytes(store.backend, h), list(selection.nodes))
+            )
         finally:
             store.release(lease)
     finally:
@@ -351,4 +366,3 @@ def check(store: Store, digest: str, dtype: str, shape: tuple[int, ...], what: s
         return
     resolver = archived.Resolver(store.backend, prefer_archive=frozenset({digest}))
     store.read_tensors([(digest, dtype, shape, f"{what} (archived)")], progress, resolver=resolver)
-

@@ -109,9 +109,7 @@ def _scaled(size: int, factor: float) -> int:
     return max(1, round(size * factor))
 
 
-def _repair(
-    tree: nx.DiGraph, graph: nx.DiGraph, max_chain: int | None, max_bytes: int | None
-) -> dict[str, Placement]:
+def _repair(tree: nx.DiGraph, graph: nx.DiGraph, max_chain: int | None, max_bytes: int | None) -> dict[str, Placement]:
     chain_limit = math.inf if max_chain is None else max_chain
     bytes_limit = math.inf if max_bytes is None else max_bytes
     placed: dict[str, Placement] = {}

@@ -161,23 +161,23 @@ class Resolver:
         with self._lock:
             self._forms.pop(digest, None)
 
-    def chunk_planes(self, read: TensorRead, index: int, count: int) -> list[np.ndarray]:
-        """The first ``count`` planes of chunk ``index`` (unpadded, writable), through any delta chain."""
+    def chunk_planes(self, read: TensorRead, index: int, count: int, first: int = 0) -> list[np.ndarray]:
+        """Planes ``first`` to ``count - 1`` of chunk ``index`` (unpadded, writable), through any delta chain."""
         try:
-            return self._chunk_planes(read, index, count)
+            return self._chunk_planes(read, index, count, first)
         except CorruptObject:
             # The form may have been switched under us (archive/unpack in another process): look again.
             self.forget(read.digest)
-            return self._chunk_planes(read, index, count)
+            return self._chunk_planes(read, index, count, first)
 
-    def _chunk_planes(self, read: TensorRead, index: int, count: int) -> list[np.ndarray]:
+    def _chunk_planes(self, read: TensorRead, index: int, count: int, first: int) -> list[np.ndarray]:
         enc = self.form(read.digest, read.what)
         storage = STORAGE_DTYPES[read.dtype]
         itemsize = np.dtype(storage).itemsize
         if enc is None:
             path = f"{COMMITTED}/{read.digest}"
             rows = decode_chunk(self.backend, TensorRead(path, *_rest(read)), index)
-            return planes.split(flat_bytes(np.ascontiguousarray(rows)), itemsize)[:count]
+            return planes.split(flat_bytes(np.ascontiguousarray(rows)), itemsize)[first:count]
         if enc.dtype != read.dtype or enc.shape != read.shape:
             raise CorruptObject(f"{read.what}: archived tensor {read.digest[:12]} has another dtype or shape")
         layout = enc.layout
@@ -186,7 +186,7 @@ class Resolver:
         chunk_elements = layout.chunk_nbytes() // itemsize
         key = layout.chunk_key(index)
         out = []
-        for j in range(count):
+        for j in range(first, count):
             frame = self.backend.get_buffer(f"{enc.path}/{j}/{key}")
             if frame is None:
                 raise CorruptObject(f"{read.what}: plane {j} chunk {key} of tensor {read.digest[:12]} is missing")
@@ -204,18 +204,19 @@ class Resolver:
         if enc.base is not None:
             assert enc.op is not None
             base = TensorRead(f"{COMMITTED}/{enc.base}", read.dtype, read.shape, enc.base, read.what)
-            for j, b in enumerate(self.chunk_planes(base, index, count)):
+            for j, b in enumerate(self.chunk_planes(base, index, count, first)):
                 out[j] = delta.apply(out[j], b, enc.op)
         return out
 
-    def chunk_rows(self, read: TensorRead, index: int, count: int | None = None) -> np.ndarray:
-        """One chunk's rows (storage dtype, unpadded) from its first ``count`` planes, the rest zero."""
+    def chunk_rows(self, read: TensorRead, index: int, count: int | None = None, first: int = 0) -> np.ndarray:
+        """One chunk's rows (storage dtype, unpadded) from planes ``first`` to ``count - 1``, the rest zero."""
         storage = STORAGE_DTYPES[read.dtype]
         itemsize = np.dtype(storage).itemsize
         layout = Layout.plan(read.shape, storage)
         start, stop = layout.row_range(index)
         rows = np.zeros(((stop - start) * layout.row_bytes,), dtype=np.uint8)
-        planes.merge(self.chunk_planes(read, index, itemsize if count is None else count), itemsize, rows)
+        last = itemsize if count is None else count
+        planes.merge(self.chunk_planes(read, index, last, first), itemsize, rows, first)
         part = rows.view(storage)
         return part.reshape((stop - start, *read.shape[1:])) if read.shape else part.reshape(())
 
@@ -231,6 +232,7 @@ def read_tensors(
     pool: Executor,
     progress: Callable[[int], None],
     verify: bool,
+    firsts: list[int] | None = None,
 ) -> list[Tensor]:
     """Whole tensors from their first ``counts`` planes; full reads are checked against the hash.
 
@@ -239,8 +241,10 @@ def read_tensors(
     """
     outs = [np.zeros(r.shape, dtype=STORAGE_DTYPES[r.dtype]) for r in reads]
 
-    def one(read: TensorRead, out: np.ndarray, index: int, count: int) -> None:
-        rows = resolver.chunk_rows(read, index, count)
+    firsts = firsts or [0] * len(reads)
+
+    def one(read: TensorRead, out: np.ndarray, index: int, count: int, first: int) -> None:
+        rows = resolver.chunk_rows(read, index, count, first)
         layout = Layout.plan(read.shape, STORAGE_DTYPES[read.dtype])
         start, stop = layout.row_range(index)
         if read.shape:
@@ -250,8 +254,8 @@ def read_tensors(
         progress((stop - start) * layout.row_bytes)
 
     futures = [
-        pool.submit(one, read, out, index, count)
-        for read, out, count in zip(reads, outs, counts, strict=True)
+        pool.submit(one, read, out, index, count, first)
+        for read, out, count, first in zip(reads, outs, counts, firsts, strict=True)
         for index in range(Layout.plan(read.shape, STORAGE_DTYPES[read.dtype]).chunk_count)
     ]
     for future in futures:
@@ -259,7 +263,9 @@ def read_tensors(
     tensors = [Tensor(r.dtype, out) for r, out in zip(reads, outs, strict=True)]
     if verify:
         full = [
-            (r, t) for r, t, c in zip(reads, tensors, counts, strict=True) if c == np.dtype(t.array.dtype).itemsize
+            (r, t)
+            for r, t, c, f in zip(reads, tensors, counts, firsts, strict=True)
+            if f == 0 and c == np.dtype(t.array.dtype).itemsize
         ]
         for (read, _), digest in zip(full, pool.map(lambda rt: tensor_hash(rt[1]), full), strict=True):
             if digest != read.digest:
@@ -369,4 +375,3 @@ def stored_bytes(backend: Backend, digest: str) -> int:
         return int(sync(backend.store.getsize_prefix(f"{COMMITTED}/{digest}")))
     except (FileNotFoundError, NotImplementedError):
         return 0
-

@@ -73,18 +73,27 @@ def split(flat: np.ndarray, itemsize: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(grid[:, itemsize - 1 - j]) for j in range(itemsize)]
 
 
-def merge(planes: list[np.ndarray], itemsize: int, out: np.ndarray) -> None:
-    """Write the given high-order planes into ``out`` (flat uint8); later bytes are left as they are."""
+def merge(planes: list[np.ndarray], itemsize: int, out: np.ndarray, first: int = 0) -> None:
+    """Write planes ``first``, ``first + 1``, … into ``out`` (flat uint8); other bytes are left as they are."""
     grid = out.reshape(-1, itemsize)
-    for j, plane in enumerate(planes):
+    for j, plane in enumerate(planes, start=first):
         grid[:, itemsize - 1 - j] = plane
 
 
-def truncate(array: np.ndarray, count: int) -> None:
-    """Zero all but the first ``count`` planes of a contiguous array, in place (what an approximate read returns)."""
+def keep(array: np.ndarray, first: int, count: int) -> None:
+    """Zero every plane of a contiguous array but planes ``first`` to ``count - 1``, in place."""
     itemsize = array.dtype.itemsize
-    if count < itemsize and array.size:
-        array.reshape(-1).view(np.uint8).reshape(-1, itemsize)[:, : itemsize - count] = 0
+    if array.size and (first > 0 or count < itemsize):
+        grid = array.reshape(-1).view(np.uint8).reshape(-1, itemsize)
+        grid[:, : itemsize - count] = 0
+        grid[:, itemsize - first :] = 0
+
+
+def fill_low(array: np.ndarray, count: int, value: int) -> None:
+    """Set the bytes of planes ``count`` and beyond to ``value``, in place (bounds of a truncated read)."""
+    itemsize = array.dtype.itemsize
+    if array.size and count < itemsize:
+        array.reshape(-1).view(np.uint8).reshape(-1, itemsize)[:, : itemsize - count] = value
 
 
 def compressed_size(plane: np.ndarray) -> int:

@@ -43,7 +43,7 @@ from nbmodelhub.store import archive as pas
 from nbmodelhub.store import archived, evaluations
 from nbmodelhub.store.backend import Backend, open_zarr_store
 from nbmodelhub.store.documents import content_id, group_node, parse_group_node
-from nbmodelhub.store.planes import planes_for, truncate
+from nbmodelhub.store.planes import keep, planes_for
 from nbmodelhub.store.refs import Refs, current_user
 from nbmodelhub.store.tensors import (
     STORAGE_DTYPES,
@@ -168,27 +168,37 @@ class Store:
         verify: bool = True,
         precision: str | None = None,
         resolver: archived.Resolver | None = None,
+        beyond: str | None = None,
     ) -> list[Tensor]:
         """Read whole tensors given as (digest, dtype, shape, what) — in parallel, hash-checked.
 
         With ``precision`` ("bf16", "fp16") floats come back truncated to it: archived tensors
         then read only their high-order planes (each plane chunk checked against its hash).
+        With ``beyond`` only the planes a read at that precision left out are read (the rest
+        zero): OR it into that read to complete it.
         """
         resolver = resolver or archived.Resolver(self.backend)
         forms = [resolver.form(digest, what) for digest, _, _, what in items]
         reads = [TensorRead(f"objects/tensors/{d}", dt, sh, d, what) for d, dt, sh, what in items]
         counts = [planes_for(dt, precision) for _, dt, _, _ in items]
+        firsts = [0 if beyond is None else planes_for(dt, beyond) for _, dt, _, _ in items]
         out: list[Tensor | None] = [None] * len(items)
         committed = [i for i, f in enumerate(forms) if f is None]
         if committed:
             got = read_tensors(self.backend, [reads[i] for i in committed], self.pool, progress, verify)
             for i, tensor in zip(committed, got, strict=True):
-                truncate(tensor.array, counts[i])
+                keep(tensor.array, firsts[i], counts[i])
                 out[i] = tensor
         packed = [i for i, f in enumerate(forms) if f is not None]
         if packed:
             got = archived.read_tensors(
-                resolver, [reads[i] for i in packed], [counts[i] for i in packed], self.pool, progress, verify
+                resolver,
+                [reads[i] for i in packed],
+                [counts[i] for i in packed],
+                self.pool,
+                progress,
+                verify,
+                [firsts[i] for i in packed],
             )
             for i, tensor in zip(packed, got, strict=True):
                 out[i] = tensor
