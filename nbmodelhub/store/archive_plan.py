@@ -101,7 +101,15 @@ def plan(
             )
             ops[(base, x)] = best[1]
             graph.add_edge(base, x, weight=_scaled(best[0], scale[x]), op=best[1])
-    tree = nx.minimum_spanning_arborescence(graph, attr="weight", preserve_attrs=True)
+    # Related tensors form small groups (one parameter across snapshots): one arborescence each.
+    tree = nx.DiGraph()
+    tree.add_node(ROOT)
+    for group in nx.weakly_connected_components(graph.subgraph(nodes)):
+        if len(group) == 1:
+            tree.add_edge(ROOT, next(iter(group)))
+            continue
+        sub = graph.subgraph([ROOT, *group])
+        tree.add_edges_from(nx.minimum_spanning_arborescence(sub, attr="weight").edges)
     return _repair(tree, graph, max_chain, max_recreate_bytes)
 
 

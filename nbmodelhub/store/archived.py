@@ -186,8 +186,8 @@ class Resolver:
         chunk_elements = layout.chunk_nbytes() // itemsize
         key = layout.chunk_key(index)
         out = []
-        for j in range(first, count):
-            frame = self.backend.get_buffer(f"{enc.path}/{j}/{key}")
+        frames = self.backend.get_buffers([f"{enc.path}/{j}/{key}" for j in range(first, count)])
+        for j, frame in enumerate(frames, start=first):
             if frame is None:
                 raise CorruptObject(f"{read.what}: plane {j} chunk {key} of tensor {read.digest[:12]} is missing")
             try:
@@ -319,12 +319,9 @@ def write_encoding(
         if b_flat is not None:
             assert op is not None
             xs = [delta.encode(x, b, op) for x, b in zip(xs, planes.split(b_flat[lo:hi], itemsize), strict=True)]
-        hashes, sizes = [], []
-        for j, plane in enumerate(xs):
-            frame = planes.compress(plane, chunk_elements)
-            backend.set(f"{path}/{j}/{layout.chunk_key(index)}", frame)
-            hashes.append(planes.digest(plane))
-            sizes.append(len(frame))
+        frames = [planes.compress(plane, chunk_elements) for plane in xs]
+        backend.set_many([(f"{path}/{j}/{layout.chunk_key(index)}", f) for j, f in enumerate(frames)])
+        hashes, sizes = [planes.digest(plane) for plane in xs], [len(f) for f in frames]
         progress(hi - lo)
         return hashes, sizes
 
@@ -339,10 +336,18 @@ def write_encoding(
         chunk_hashes=tuple(tuple(h) for h, _ in results),
         stored=stored,
     )
-    for j in range(itemsize):
-        attrs = {"hash": digest, "plane": j, "of": itemsize, "dtype": tensor.dtype}
-        backend.set(f"{path}/{j}/zarr.json", planes.plane_metadata(tensor.shape, layout.chunk_shape, attrs))
-    backend.set(f"{path}/zarr.json", group_node(enc.attributes("tensor-encoding")))
+    backend.set_many(
+        [
+            (
+                f"{path}/{j}/zarr.json",
+                planes.plane_metadata(
+                    tensor.shape, layout.chunk_shape, {"hash": digest, "plane": j, "of": itemsize, "dtype": tensor.dtype}
+                ),
+            )
+            for j in range(itemsize)
+        ]
+    )
+    backend.set(f"{path}/zarr.json", group_node(enc.attributes("tensor-encoding")))  # last: the encoding exists
     return enc
 
 

@@ -119,6 +119,25 @@ class Backend:
 
         return [None if b is None else b.to_bytes() for b in sync(fetch())]
 
+    def get_buffers(self, keys: list[str]) -> list[Any]:
+        """Several chunks at once (one trip to the event loop), as ``get_buffer`` gives them."""
+
+        async def fetch() -> list[Any]:
+            return await asyncio.gather(*(self.store.get(k, prototype=_PROTOTYPE) for k in keys))
+
+        out = [None if b is None else b.as_numpy_array() for b in sync(fetch())]
+        with self._count_lock:
+            self.bytes_read += sum(len(b) for b in out if b is not None)
+        return out
+
+    def set_many(self, items: list[tuple[str, bytes]]) -> None:
+        """Write several keys concurrently; none is meant to be seen before all are (the caller orders that)."""
+
+        async def put() -> None:
+            await asyncio.gather(*(self.store.set(k, _PROTOTYPE.buffer.from_bytes(v)) for k, v in items))
+
+        self._write(put())
+
     def exists(self, key: str) -> bool:
         return bool(sync(self.store.exists(key)))
 
