@@ -172,8 +172,10 @@ def run(work: Path, repeats: int, max_chain: int | None) -> None:
     print()
     print(f"lossless after archive: {'yes, every tensor of every checkpoint' if lossless else 'NO'}")
     print(f"lossless after unpack:  {'yes, every tensor of every checkpoint' if restored else 'NO'}")
-    print(f"fsck after archive: {'clean' if fsck.ok else fsck.problems[:3]}; after unpack: "
-          f"{'clean' if unpacked_fsck.ok else unpacked_fsck.problems[:3]}")
+    print(
+        f"fsck after archive: {'clean' if fsck.ok else fsck.problems[:3]}; after unpack: "
+        f"{'clean' if unpacked_fsck.ok else unpacked_fsck.problems[:3]}"
+    )
 
 
 if __name__ == "__main__":

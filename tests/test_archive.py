@@ -98,7 +98,10 @@ def test_archive_is_lossless_over_every_dtype(repo, repo_path, history):
     check_all(fresh, history)
     # every tensor of every version now reads from its archived form only
     committed = [
-        t.hash for v in fresh.versions() for t in v.tensors.values() if archived.is_committed(fresh.store.backend, t.hash)
+        t.hash
+        for v in fresh.versions()
+        for t in v.tensors.values()
+        if archived.is_committed(fresh.store.backend, t.hash)
     ]
     assert committed == []
     assert fresh.fsck().ok
@@ -169,8 +172,11 @@ def test_bf16_read_truncates_and_reads_only_high_planes(repo_path):
     approx_bytes = repo.store.backend.bytes_read - full_bytes
     assert approx_bytes < 0.6 * full_bytes
     # only planes 0 and 1 of the float32 tensor were fetched
-    plane_reads = {k.split("/")[4] for k in counter.reads if k.startswith("objects/archive/") and "/c/" in k
-                   and repo.get("m@2").tensors["a"].hash in k}
+    plane_reads = {
+        k.split("/")[4]
+        for k in counter.reads
+        if k.startswith("objects/archive/") and "/c/" in k and repo.get("m@2").tensors["a"].hash in k
+    }
     assert plane_reads == {"0", "1"}
     expected = (w2["a"].view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
     assert approx["a"].tobytes() == expected.tobytes()
@@ -290,6 +296,7 @@ def test_planes_are_plain_zarr(repo, repo_path):
     repo.archive("m", max_chain=1)
     root = zarr.open_group(str(repo_path), mode="r")
     ha, hb = repo.get("m@1").tensors["a"].hash, repo.get("m@2").tensors["a"].hash
+
     # the documented recipe: read the planes with zarr, undo the delta, interleave
     def planes_of(h: str) -> tuple[list[np.ndarray], dict]:
         group = root[f"objects/archive/{h}"]
@@ -361,4 +368,3 @@ def test_commit_after_archive_dedups_against_archived_tensors(repo, repo_path, h
     after = sorted(p.name for p in (repo_path / "objects" / "tensors").iterdir() if p.is_dir())
     assert before == after  # nothing rewritten: every tensor was found archived
     assert_state_equal(history[2], repo.load("again"))
-

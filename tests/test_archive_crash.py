@@ -33,8 +33,10 @@ def states() -> list[dict[str, np.ndarray]]:
     out = []
     for _ in range(3):
         out.append(dict(w))
-        w = {k: (v + (rng.standard_normal(v.shape) * 1e-4).astype(v.dtype) if v.dtype.kind == "f" else v)
-             for k, v in w.items()}
+        w = {
+            k: (v + (rng.standard_normal(v.shape) * 1e-4).astype(v.dtype) if v.dtype.kind == "f" else v)
+            for k, v in w.items()
+        }
     return out
 
 

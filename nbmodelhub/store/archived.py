@@ -341,7 +341,9 @@ def write_encoding(
             (
                 f"{path}/{j}/zarr.json",
                 planes.plane_metadata(
-                    tensor.shape, layout.chunk_shape, {"hash": digest, "plane": j, "of": itemsize, "dtype": tensor.dtype}
+                    tensor.shape,
+                    layout.chunk_shape,
+                    {"hash": digest, "plane": j, "of": itemsize, "dtype": tensor.dtype},
                 ),
             )
             for j in range(itemsize)
