@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 import zstandard
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from store_bench import checkpoint_series, disk_bytes, median_time, untied
+from store_bench import checkpoint_series, disk_bytes, median_time, touch_all, untied
 
 import nbmodelhub as mh
 
@@ -120,6 +120,9 @@ def run(work: Path, repeats: int, max_chain: int | None) -> None:
     latest = refs[-1]
     repo.load(latest, framework="torch")  # warm-up
     load_latest = median_time(lambda: repo.load(latest, framework="torch"), repeats)
+    last_file = st_dir / f"{series[-1][0]}.safetensors"
+    touch_all(load_file(str(last_file)))  # warm-up
+    load_peer = median_time(lambda: touch_all(load_file(str(last_file))), repeats)
     load_all = [median_time(lambda r=r: repo.load(r, framework="torch"), 1) for r in refs]
     full_reads = [bytes_read(repo, lambda r=r: repo.load(r)) for r in refs]
     approx_reads = [bytes_read(repo, lambda r=r: repo.load(r, precision="bf16")) for r in refs]
@@ -160,6 +163,7 @@ def run(work: Path, repeats: int, max_chain: int | None) -> None:
         print(f"  zipnn compress, peer:          {len(series) * logical / zipnn_secs / 1e6:8.1f} MB/s")
     print(f"  unpack (restore commit form):  {total_logical / unpack_secs / 1e6:8.1f} MB/s ({unpack_secs:.1f} s)")
     print(f"  full load, latest version:     {logical / load_latest / 1e6:8.1f} MB/s (bar: >= 300 MB/s)")
+    print(f"  safetensors load, peer (warm): {logical / load_peer / 1e6:8.1f} MB/s")
     print(f"  full load, oldest version:     {logical / load_all[0] / 1e6:8.1f} MB/s")
     print(f"  full load, slowest version:    {logical / max(load_all) / 1e6:8.1f} MB/s")
     print(f"  bf16 load, latest version:     {logical / approx_secs / 1e6:8.1f} MB/s")
