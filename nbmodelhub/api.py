@@ -27,8 +27,10 @@ from nbmodelhub import adapters
 from nbmodelhub.analysis.version_diff import VersionDiff
 from nbmodelhub.errors import CorruptObject, RefNotFound, UsageError
 from nbmodelhub.graph import LayerGraph, graph_from_module, graph_from_tensors
+from nbmodelhub.store.archive import DEFAULT_MAX_CHAIN, ArchiveReport
 from nbmodelhub.store.documents import check_metrics, check_name, check_params, decode_number
 from nbmodelhub.store.evaluations import Evaluation
+from nbmodelhub.store.planes import planes_for
 from nbmodelhub.store.refs import current_user
 from nbmodelhub.store.repository import FsckReport, GcReport, Store
 from nbmodelhub.store.tensors import STORAGE_DTYPES, Tensor
@@ -535,11 +537,14 @@ class Repository:
         framework: str = "numpy",
         snapshot: int | None = None,
         keys: Iterable[str] | str | None = None,
+        precision: str | None = None,
     ) -> dict[str, Any]:
         """The version's tensors as numpy arrays or torch tensors; ties share one object.
 
         ``snapshot`` picks a training step (default: the last); ``keys`` (names or globs) loads
-        only those tensors and reads nothing else.
+        only those tensors and reads nothing else. ``precision="bf16"`` (or ``"fp16"``) is an
+        approximate read: floats keep their dtype but are truncated to that many mantissa bits,
+        and archived tensors read only their high-order byte planes (about half the bytes).
         """
         if framework not in adapters.FRAMEWORKS:
             raise UsageError(f"unknown framework {framework!r}: use one of {', '.join(adapters.FRAMEWORKS)}")
@@ -553,10 +558,12 @@ class Repository:
         sources = sorted({ties.get(n, n) for n in names}, key=list(tensors).index)
         total = sum(TensorInfo(n, tensors[n]["dtype"], tuple(tensors[n]["shape"]), "").nbytes for n in sources)
         loaded: dict[str, Any] = {}
-        items = [(tensors[n]["hash"], tensors[n]["dtype"], tuple(tensors[n]["shape"]), f"{version.ref}: tensor {n!r}")
-                 for n in sources]
+        items = [
+            (tensors[n]["hash"], tensors[n]["dtype"], tuple(tensors[n]["shape"]), f"{version.ref}: tensor {n!r}")
+            for n in sources
+        ]
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"load {version.ref}", delay=1.0, leave=False) as bar:
-            for n, tensor in zip(sources, self.store.read_tensors(items, bar.update), strict=True):
+            for n, tensor in zip(sources, self.store.read_tensors(items, bar.update, precision=precision), strict=True):
                 loaded[n] = adapters.convert(tensor, framework)
         return {n: loaded[ties.get(n, n)] for n in names}
 
@@ -625,6 +632,36 @@ class Repository:
         version = self.get(ref)
         self.store.refs.delete(version.model, version.number)
         return version
+
+    def archive(
+        self,
+        model: str | Sequence[str] | None = None,
+        max_chain: int | None = DEFAULT_MAX_CHAIN,
+        max_recreate_bytes: int | None = None,
+        unpack: bool = False,
+    ) -> ArchiveReport:
+        """Re-encode every snapshot of ``model`` (None: all models) into the compact PAS form.
+
+        Floats are split into byte planes and tensors stored whole or as lossless deltas of a
+        related tensor, by a plan that minimises bytes while reading any tensor takes at most
+        ``max_chain`` deltas and ``max_recreate_bytes`` stored bytes. Crash-safe and reversible
+        (``unpack=True`` restores the commit form); every reader sees the same bits either way.
+        """
+        models = [model] if isinstance(model, str) else (None if model is None else list(model))
+        bars: list[Any] = []
+
+        def stage(name: str, total: int) -> Callable[[int], Any]:
+            for old in bars:
+                old.close()
+            unit = {"plan": "tensor"}.get(name, "B")
+            bars.append(tqdm(total=total, unit=unit, unit_scale=unit == "B", desc=name, delay=1.0, leave=False))
+            return bars[-1].update
+
+        try:
+            return self.store.archive(models, max_chain, max_recreate_bytes, unpack, stage)
+        finally:
+            for bar in bars:
+                bar.close()
 
     def gc(self, break_lock: bool = False) -> GcReport:
         return self.store.gc(break_lock=break_lock)
@@ -725,8 +762,16 @@ class Repository:
         module: Any = None,
         data: Any = None,
         snapshot: int | None = None,
+        progressive: bool = False,
+        precision: str = "bf16",
     ) -> Evaluation:
         """Run ``fn(model, data)`` on a version and record the metrics it returns as an evaluation.
+
+        ``progressive=True``: ``fn`` returns per-example scores (examples × classes, or a dict
+        with ``scores`` and ``labels``); the version is scored on its high-order byte planes
+        (``precision``) first and the low-order planes are read only if some example's top class
+        is not decided. Recorded: bytes read against a full read, the share decided early, the
+        agreement with the full-precision answer, and accuracy when labels are given.
 
         ``model`` is ``module`` with the version checked out into it, else the version's torch
         state dict. ``fn`` returns a dict of metric name → number (or a curve of (step, value)
@@ -744,15 +789,21 @@ class Repository:
         if self.store.backend.read_only:
             raise UsageError(f"the repository at {self.location} is read-only: evaluations cannot be recorded")
         version = self.get(ref)
-        if module is not None:
+        target: Any = None
+        if progressive:
+            adapters.torch_adapter.require_torch()
+            planes_for("float32", precision)  # an unknown precision fails here, before any work
+        elif module is not None:
             self.checkout(version, module, snapshot=snapshot)
-            target: Any = module
+            target = module
         else:
             target = self.load(version, framework="torch", snapshot=snapshot)
         name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
         start = time.perf_counter()
         try:
-            result = fn(target, data)
+            result = (
+                self._progressive(version, fn, module, data, snapshot, precision) if progressive else fn(target, data)
+            )
         except Exception as exc:
             raise ModelHubError(
                 f"evaluating {version.ref} failed: {name} raised {type(exc).__name__}: {exc} (nothing was recorded)"
@@ -774,7 +825,7 @@ class Repository:
             "number": version.number,
             "metrics": metrics_doc,
             "curves": curves_doc,
-            "function": name,
+            "function": f"{name} (progressive, {precision})" if progressive else name,
             "data": evaluations.describe_data(data),
             "snapshot": snapshot,
             "author": current_user(),
@@ -784,6 +835,26 @@ class Repository:
         }
         digest = evaluations.record(self.store, version.model, version.number, doc)
         return evaluations.from_document(digest, version.ref, doc)
+
+    def _progressive(
+        self,
+        version: Version,
+        fn: Callable[[Any, Any], Any],
+        module: Any,
+        data: Any,
+        snapshot: int | None,
+        precision: str,
+    ) -> dict[str, Any]:
+        from nbmodelhub.analysis import progressive
+
+        snap = self._snapshot(version, snapshot)
+        tensors, ties = snap["tensors"], snap.get("ties", {})
+        names = list(tensors)
+        items = [
+            (tensors[n]["hash"], tensors[n]["dtype"], tuple(tensors[n]["shape"]), f"{version.ref}: tensor {n!r}")
+            for n in names
+        ]
+        return progressive.evaluate(self.store, items, names, ties, fn, module, data, precision)
 
     def evaluations(self, ref: str | Version) -> list[Evaluation]:
         """The evaluations recorded for a version, oldest first."""

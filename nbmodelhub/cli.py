@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -23,6 +24,7 @@ from typing import Any
 import nbmodelhub as mh
 from nbmodelhub import render
 from nbmodelhub.errors import ModelHubError, UsageError
+from nbmodelhub.store.archive import DEFAULT_MAX_CHAIN
 
 PROG = "dlv"
 
@@ -446,7 +448,15 @@ def cmd_eval(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     if args.data:
         data = pick(args.data, "data")
         data = data() if callable(data) else data
-    evaluation = repo.eval(args.ref, fn, module=module, data=data, snapshot=args.snapshot)
+    evaluation = repo.eval(
+        args.ref,
+        fn,
+        module=module,
+        data=data,
+        snapshot=args.snapshot,
+        progressive=args.progressive,
+        precision=args.precision,
+    )
     args.result = evaluation
     if args.json:
         _json(evaluation.to_dict())
@@ -530,6 +540,44 @@ def cmd_gc(args: argparse.Namespace, repo: mh.Repository | None) -> int:
         _out(f"removed {what}; freed {render.human_bytes(report.bytes_freed)}; kept {_plural(report.kept, 'object')}")
     else:
         _out(f"nothing to remove; kept {_plural(report.kept, 'object')}")
+    return 0
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?)?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+def _byte_count(text: str) -> int:
+    """``123``, ``64MB``, ``1.5GiB``: a number of bytes for --max-recreate-bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: give bytes, e.g. 200MB or 1GiB")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+
+
+def cmd_archive(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    if args.all == bool(args.model):
+        raise UsageError("name the MODEL to archive, or give --all for every model (not both)")
+    report = repo.archive(
+        None if args.all else args.model,
+        max_chain=args.max_chain,
+        max_recreate_bytes=args.max_recreate_bytes,
+        unpack=args.unpack,
+    )
+    if args.json:
+        _json({**dataclasses.asdict(report), "ratio": report.ratio})
+        return 0
+    what = f"{_plural(report.tensors, 'tensor')} of {_plural(report.versions, 'version')} ({', '.join(report.models)})"
+    sizes = f"{render.human_bytes(report.bytes_before)} → {render.human_bytes(report.bytes_after)}"
+    if report.unpacked:
+        _out(f"unpacked {what}: {sizes}; every tensor is back in its commit form")
+        return 0
+    _out(f"archived {what}: {sizes} ({report.ratio:.2f}x, {render.human_bytes(report.logical_bytes)} uncompressed)")
+    _out(
+        f"  {report.whole} whole, {report.deltas} deltas (longest chain {report.longest_chain}); "
+        f"{report.rewritten} re-encoded, {report.unchanged} already so; {report.seconds:.1f} s"
+    )
     return 0
 
 
@@ -844,6 +892,12 @@ def build_parser(extra: Callable[[CommandAdder], None] | None = None) -> argpars
     p.add_argument("--module", metavar="NAME", help="a function in FILE.py returning the nn.Module to load into")
     p.add_argument("--data", metavar="NAME", help="a function (called) or value in FILE.py passed as data")
     p.add_argument("--snapshot", type=int, metavar="STEP", help="evaluate the snapshot at this training step")
+    p.add_argument(
+        "--progressive",
+        action="store_true",
+        help="FUNCTION returns per-example scores: score on high-order bytes first, read the rest only if needed",
+    )
+    p.add_argument("--precision", choices=["bf16", "fp16"], default="bf16", help="first pass of --progressive")
 
     p = command("copy", cmd_copy, "write", "start a new model from a version (shares its data)")
     p.add_argument("ref", metavar="REF")
@@ -881,6 +935,25 @@ def build_parser(extra: Callable[[CommandAdder], None] | None = None) -> argpars
 
     p = command("gc", cmd_gc, "write", "remove objects no version uses")
     p.add_argument("--break-lock", action="store_true", help="clear the lock of a gc that died")
+
+    p = command("archive", cmd_archive, "write", "re-encode snapshots compactly (PAS); --unpack reverses it")
+    p.add_argument("model", nargs="?", metavar="MODEL")
+    p.add_argument("--all", action="store_true", help="every model in the repository")
+    p.add_argument(
+        "--max-chain",
+        type=int,
+        default=DEFAULT_MAX_CHAIN,
+        metavar="K",
+        help=f"at most K deltas to read through for any tensor (default {DEFAULT_MAX_CHAIN}; 0: all whole)",
+    )
+    p.add_argument(
+        "--max-recreate-bytes",
+        type=_byte_count,
+        default=None,
+        metavar="B",
+        help="at most B stored bytes read to recreate any tensor (e.g. 200MB)",
+    )
+    p.add_argument("--unpack", action="store_true", help="back to the commit form")
 
     command("fsck", cmd_fsck, "read", "verify every object against its hash")
 

@@ -12,6 +12,7 @@ import asyncio
 import errno
 import os
 import re
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -190,6 +191,9 @@ class Backend:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Stored bytes of chunks read so far: what approximate and progressive reads report.
+        self.bytes_read = 0
+        self._count_lock = threading.Lock()
 
     @property
     def read_only(self) -> bool:
@@ -206,7 +210,11 @@ class Backend:
     def get_buffer(self, key: str) -> Any:
         """A chunk's bytes as a numpy uint8 view, without the copy ``get`` makes (chunks are big)."""
         buf = self._read(self.store.get(key, prototype=_PROTOTYPE))
-        return None if buf is None else buf.as_numpy_array()
+        if buf is None:
+            return None
+        with self._count_lock:
+            self.bytes_read += len(buf)
+        return buf.as_numpy_array()
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         async def fetch() -> list[Any]:
@@ -214,19 +222,30 @@ class Backend:
 
         return [None if b is None else b.to_bytes() for b in self._read(fetch())]
 
-    def exists(self, key: str) -> bool:
-        return bool(self._read(self.store.exists(key)))
+    def get_buffers(self, keys: list[str]) -> list[Any]:
+        """Several chunks at once (one trip to the event loop), as ``get_buffer`` gives them."""
 
-    def set(self, key: str, value: bytes) -> None:
-        self._write(self.store.set(key, _PROTOTYPE.buffer.from_bytes(value)))
+        async def fetch() -> list[Any]:
+            return await asyncio.gather(*(self.store.get(k, prototype=_PROTOTYPE) for k in keys))
+
+        out = [None if b is None else b.as_numpy_array() for b in self._read(fetch())]
+        with self._count_lock:
+            self.bytes_read += sum(len(b) for b in out if b is not None)
+        return out
 
     def set_many(self, items: list[tuple[str, bytes]]) -> None:
-        """Write several keys concurrently (one round trip's latency, not one per key)."""
+        """Write several keys concurrently; none is meant to be seen before all are (the caller orders that)."""
 
         async def put() -> None:
             await asyncio.gather(*(self.store.set(k, _PROTOTYPE.buffer.from_bytes(v)) for k, v in items))
 
         self._write(put())
+
+    def exists(self, key: str) -> bool:
+        return bool(self._read(self.store.exists(key)))
+
+    def set(self, key: str, value: bytes) -> None:
+        self._write(self.store.set(key, _PROTOTYPE.buffer.from_bytes(value)))
 
     def create(self, key: str, value: bytes) -> bool:
         """Write ``value`` at ``key`` only if absent; True if this call created it.

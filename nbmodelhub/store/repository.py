@@ -8,10 +8,12 @@ Layout (one zarr v3 hierarchy; every node has a ``zarr.json``)::
     objects/versions/<blake3>/         a version record: group attributes (see api.py)
     objects/graphs/<blake3>/           a layer graph: group attributes
     objects/evals/<blake3>/            an evaluation of a version (see evaluations.py)
+    objects/archive/<blake3>/          a tensor's archived (PAS) encoding (see archived.py)
     refs/models/<name>/...             version numbers, tags, tombstones (refs.py), evaluations
     refs/staging/<user>/<key>/         files staged by `add` for the user's next commit
     refs/leases/<token>/               objects an unfinished commit is about to reference
     refs/gc-lock/                      present while a gc runs
+    refs/archive-lock/                 present while an archive runs
 
 Objects are immutable and written before anything refers to them; a version becomes visible
 when its number ref is created, last. So a crash leaves the repository as it was plus
@@ -37,9 +39,11 @@ import numpy as np
 from zarr.abc.store import Store as ZarrStore
 
 from nbmodelhub.errors import ConcurrentUpdate, CorruptObject, NotARepository
-from nbmodelhub.store import evaluations
+from nbmodelhub.store import archive as pas
+from nbmodelhub.store import archived, evaluations
 from nbmodelhub.store.backend import Backend, open_zarr_store
 from nbmodelhub.store.documents import content_id, group_node, parse_group_node
+from nbmodelhub.store.planes import keep, planes_for
 from nbmodelhub.store.refs import Refs, current_user
 from nbmodelhub.store.tensors import (
     STORAGE_DTYPES,
@@ -55,7 +59,7 @@ from nbmodelhub.store.tensors import (
 )
 
 FORMAT = 1
-KINDS = ("tensors", "files", "versions", "graphs", "evals")
+KINDS = ("tensors", "files", "versions", "graphs", "evals", "archive")
 LEASE_TTL = 24 * 3600.0
 GC_LOCK_TTL = 15 * 60.0
 _GROUPS = ["objects", *(f"objects/{k}" for k in KINDS), "refs", "refs/models", "refs/staging", "refs/leases"]
@@ -145,8 +149,10 @@ class Store:
         return dict(zip(names, digests, strict=True))
 
     def has_tensor(self, digest: str) -> bool:
-        meta = read_metadata(self.backend, f"objects/tensors/{digest}")
-        return meta is not None and meta["attributes"]["nbmodelhub"]["hash"] == digest  # type: ignore[index]
+        """True if the tensor is stored, in its commit form or archived."""
+        return archived.is_committed(self.backend, digest) or self.backend.exists(
+            f"{archived.ARCHIVE}/{digest}/zarr.json"
+        )
 
     def missing_tensors(self, digests: Iterable[str]) -> list[str]:
         unique = sorted(set(digests))
@@ -157,16 +163,47 @@ class Store:
         write_tensor(self.backend, f"objects/tensors/{digest}", tensor, digest, self.pool, progress)
 
     def read_tensors(
-        self, items: list[tuple[str, str, tuple[int, ...], str]], progress: Progress = _noop, verify: bool = True
+        self,
+        items: list[tuple[str, str, tuple[int, ...], str]],
+        progress: Progress = _noop,
+        verify: bool = True,
+        precision: str | None = None,
+        resolver: archived.Resolver | None = None,
+        beyond: str | None = None,
     ) -> list[Tensor]:
-        """Read whole tensors given as (digest, dtype, shape, what) — in parallel, hash-checked."""
-        reads = []
-        for digest, dtype, shape, what in items:
-            path = f"objects/tensors/{digest}"
-            if read_metadata(self.backend, path) is None:
-                raise CorruptObject(f"{what}: tensor object {digest[:12]} is missing or its zarr.json is damaged")
-            reads.append(TensorRead(path, dtype, shape, digest, what))
-        return read_tensors(self.backend, reads, self.pool, progress, verify)
+        """Read whole tensors given as (digest, dtype, shape, what) — in parallel, hash-checked.
+
+        With ``precision`` ("bf16", "fp16") floats come back truncated to it: archived tensors
+        then read only their high-order planes (each plane chunk checked against its hash).
+        With ``beyond`` only the planes a read at that precision left out are read (the rest
+        zero): OR it into that read to complete it.
+        """
+        resolver = resolver or archived.Resolver(self.backend)
+        forms = [resolver.form(digest, what) for digest, _, _, what in items]
+        reads = [TensorRead(f"objects/tensors/{d}", dt, sh, d, what) for d, dt, sh, what in items]
+        counts = [planes_for(dt, precision) for _, dt, _, _ in items]
+        firsts = [0 if beyond is None else planes_for(dt, beyond) for _, dt, _, _ in items]
+        out: list[Tensor | None] = [None] * len(items)
+        committed = [i for i, f in enumerate(forms) if f is None]
+        if committed:
+            got = read_tensors(self.backend, [reads[i] for i in committed], self.pool, progress, verify)
+            for i, tensor in zip(committed, got, strict=True):
+                keep(tensor.array, firsts[i], counts[i])
+                out[i] = tensor
+        packed = [i for i, f in enumerate(forms) if f is not None]
+        if packed:
+            got = archived.read_tensors(
+                resolver,
+                [reads[i] for i in packed],
+                [counts[i] for i in packed],
+                self.pool,
+                progress,
+                verify,
+                [firsts[i] for i in packed],
+            )
+            for i, tensor in zip(packed, got, strict=True):
+                out[i] = tensor
+        return [t for t in out if t is not None]
 
     def read_tensor(
         self,
@@ -181,10 +218,11 @@ class Store:
 
     def iter_tensor(self, digest: str, dtype: str, shape: tuple[int, ...], what: str) -> Iterator[np.ndarray]:
         """Stream a tensor's rows chunk by chunk with bounded memory (see tensors.iter_tensor)."""
-        path = f"objects/tensors/{digest}"
-        if read_metadata(self.backend, path) is None:
-            raise CorruptObject(f"{what}: tensor object {digest[:12]} is missing or its zarr.json is damaged")
-        return iter_tensor(self.backend, path, dtype, shape, digest, self.pool, what)
+        resolver = archived.Resolver(self.backend)
+        read = TensorRead(f"objects/tensors/{digest}", dtype, shape, digest, what)
+        if resolver.form(digest, what) is None:
+            return iter_tensor(self.backend, read.path, dtype, shape, digest, self.pool, what)
+        return archived.iter_rows(resolver, read, self.pool)
 
     def map_chunks(
         self, digest: str, dtype: str, shape: tuple[int, ...], what: str, fn: Callable[[np.ndarray], R]
@@ -194,9 +232,12 @@ class Store:
         Only for numbers that merely steer a verified pass (e.g. histogram ranges): the caller must
         read the tensor again through ``iter_tensor`` or ``read_tensors``, which check the hash.
         """
+        resolver = archived.Resolver(self.backend)
         read = TensorRead(f"objects/tensors/{digest}", dtype, shape, digest, what)
         count = Layout.plan(shape, STORAGE_DTYPES[dtype]).chunk_count
-        return list(self.pool.map(lambda i: fn(decode_chunk(self.backend, read, i)), range(count)))
+        if resolver.form(digest, what) is None:
+            return list(self.pool.map(lambda i: fn(decode_chunk(self.backend, read, i)), range(count)))
+        return list(self.pool.map(lambda i: fn(resolver.chunk_rows(read, i)), range(count)))
 
     # -- files -----------------------------------------------------------------------------------
     @staticmethod
@@ -335,15 +376,22 @@ class Store:
             return self.gc()
         try:
             listed = {kind: self.document_ids(kind) for kind in KINDS}
-            live: set[str] = set(self._leased())
+            leased = self._leased()
+            live: set[str] = set(leased)
             for model, number, vid in self.live_versions():
                 live.add(f"versions/{vid}")
                 live |= self.record_objects(self.get_document("versions", vid, f"{model}@{number}"))
                 live |= evaluations.live_objects(self.backend, model, number)
+            # A tensor lives in its commit form, its archived encoding, or both; a delta keeps its bases.
+            live |= pas.live_closure(self, [k.split("/", 1)[1] for k in live if k.startswith("tensors/")])
             for user in self.backend.list_dir("refs/staging/"):
                 if user != "zarr.json":
                     live |= {f"files/{e['hash']}" for e in self.staged(user).values()}
             report = GcReport()
+            for prefix in pas.leftovers(self, live, leased):
+                report.bytes_freed += int(self._size(prefix))
+                self.backend.delete_prefix(prefix)
+                report.removed["archive leftovers"] = report.removed.get("archive leftovers", 0) + 1
             for kind, digests in listed.items():
                 for digest in digests:
                     if f"{kind}/{digest}" in live:
@@ -393,6 +441,7 @@ class Store:
             for digest in self.document_ids(kind):
                 if read_metadata(self.backend, f"objects/{kind}/{digest}") is None:
                     report.debris += 1
+        report.debris += len(pas.leftovers(self, None, set()))
         return report
 
     @staticmethod
@@ -415,6 +464,8 @@ class Store:
                     t = snap["tensors"].get(name)
                     if t is not None and t["hash"] == digest:
                         self.read_tensor(digest, t["dtype"], tuple(t["shape"]), what, progress)
+                        if archived.is_committed(self.backend, digest):  # else that read was the archived form
+                            pas.check(self, digest, t["dtype"], tuple(t["shape"]), what, progress)
                         break
             elif kind == "files":
                 size = next(f["size"] for f in record["files"] if f["hash"] == digest)
@@ -424,6 +475,17 @@ class Store:
         except CorruptObject as exc:
             return str(exc)
         return None
+
+    def archive(
+        self,
+        models: list[str] | None = None,
+        max_chain: int | None = pas.DEFAULT_MAX_CHAIN,
+        max_recreate_bytes: int | None = None,
+        unpack: bool = False,
+        progress: Callable[[str, int], Any] | None = None,
+    ) -> pas.ArchiveReport:
+        """Re-encode snapshots into the compact PAS form (or back with ``unpack``); see archive.py."""
+        return pas.run(self, models, max_chain, max_recreate_bytes, unpack, progress)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
