@@ -336,6 +336,18 @@ class Repository:
             frontier += list(parent.parents)
         return own + ancestors
 
+    # -- querying ------------------------------------------------------------------------------
+    def query(self, text: str, namespace: Mapping[str, Any] | None = None, executor: Any = None) -> Any:
+        """Run a DQL query (select, slice, construct, evaluate); see :mod:`nbmodelhub.dql`.
+
+        ``namespace`` holds the variables ``evaluate`` names (config dicts, training functions);
+        ``executor`` is any ``concurrent.futures.Executor`` for ``evaluate`` (default: local processes).
+        Returns a :class:`nbmodelhub.dql.QueryResult`.
+        """
+        from nbmodelhub import dql
+
+        return dql.run(self, text, namespace, executor)
+
     # -- committing ----------------------------------------------------------------------------
     def commit(
         self,
@@ -445,7 +457,9 @@ class Repository:
     def _graph(self, weights: adapters.Weights, example_input: Any) -> str:
         """Store the layer graph (traced from a module where possible) and return its id."""
         shapes = tuple((n, t.dtype, t.shape) for n, t in weights.tensors.items())
-        key = (type(weights.module).__qualname__ if weights.module is not None else None, shapes, example_input is None)
+        # The module's repr names every layer with its settings: two models of one class and the same
+        # parameter shapes can still differ in parameter-free layers (a max pool vs an avg pool).
+        key = (repr(weights.module) if weights.module is not None else None, shapes, example_input is None)
         cached = self._graphs.get(key) if weights.graph is None else None
         if cached is not None:
             return cached
