@@ -35,11 +35,46 @@ class DerivedModel:
     weights: dict[str, Any]  # state-dict name → numpy array, the source's tensors it keeps
     changes: list[str] = field(default_factory=list)
     name: str = ""  # a suggested model name for commit
+    edits: list[tuple[str, str, str, Any]] = field(default_factory=list)  # (insert|delete, layer, new id, module)
     _module: Any = None
+
+    def apply(self, module: Any) -> Any:
+        """This model as a copy of ``module`` — your own instance of the source's architecture.
+
+        For models the graph cannot rebuild (GPT-2's attention, custom code): the copy gets the
+        source version's weights, then each inserted layer runs on its anchor's output (a forward
+        hook; the new layer is registered beside the anchor under its graph name) and each
+        deleted layer becomes ``nn.Identity``. The result is also what :meth:`commit` stores.
+        """
+        import torch
+
+        copied = copy.deepcopy(module)
+        try:
+            copied.load_state_dict(_torch_state(self.source_weights or {}), strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[1:2] or [str(exc)]
+            raise UsageError(f"this module is not {self.source.ref}'s architecture: {first[0].strip()}") from None
+        for action, layer, node_id, new in self.edits:
+            anchor = copied.get_submodule(layer)
+            parent_path, _, leaf = node_id.rpartition(".")
+            if action == "insert":
+                added = copy.deepcopy(new)
+                copied.get_submodule(parent_path).add_module(leaf, added)
+                anchor.register_forward_hook(lambda _m, _i, out, layer_=added: layer_(out))
+            else:
+                owner_path, _, name = layer.rpartition(".")
+                copied.get_submodule(owner_path).add_module(name, torch.nn.Identity())
+        self._module = copied
+        return copied
+
+    source_weights: dict[str, Any] | None = None  # construct: all the source's tensors, for apply()
 
     @property
     def module(self) -> Any:
-        """The torch module, rebuilt from the graph with the kept weights loaded (new layers: fresh init)."""
+        """The torch module, rebuilt from the graph with the kept weights loaded (new layers: fresh init).
+
+        Where the graph cannot be rebuilt, the error says so; use :meth:`apply` with your own module.
+        """
         if self._module is None:
             import torch
 
@@ -97,6 +132,12 @@ class DerivedModel:
 
     def __repr__(self) -> str:
         return f"<DerivedModel {self.kind} of {self.source.ref}: {len(self.graph)} layers; {'; '.join(self.changes)}>"
+
+
+def _torch_state(arrays: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    return {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
 
 
 def _one_layer(graph: LayerGraph, ref: s.Ref, version: Version, binding: Binding) -> str:
@@ -218,6 +259,7 @@ def construct_version(
     g = copy.deepcopy(graph.graph)
     new = LayerGraph(graph.source, graph=g, groups=copy.deepcopy(graph.groups), attrs=copy.deepcopy(graph.attrs))
     changes: list[str] = []
+    edits: list[tuple[str, str, str, Any]] = []
     fresh: set[str] = set()
     for m in query.mutations:
         steps = m.target.steps
@@ -251,6 +293,7 @@ def construct_version(
                     g.add_edge(node_id, nxt, **data)
                 g.add_edge(layer, node_id)
                 fresh.add(node_id)
+                edits.append(("insert", layer, node_id, module))
                 changes.append(f"insert {node_id} ({type(module).__name__}) after {layer}")
             elif action == "delete":
                 if m.value != s.Literal(True):
@@ -260,14 +303,20 @@ def construct_version(
                     raise UsageError(f"cannot delete {layer!r}: it merges {len(preds)} inputs")
                 g.remove_node(layer)
                 g.add_edges_from((p, n) for p in preds for n in succs)
+                edits.append(("delete", layer, layer, None))
                 changes.append(f"delete {layer}")
             else:
                 raise UsageError(f"{m.target.text()}: construct can .insert or .delete layers, not .{action}")
     _reorder(new, g)
     new.ensure_groups()
     new.attrs["derived"] = {"kind": "construct", "from": version.ref, "changes": changes}
-    weights = _load_weights(repo, version, _without(new, fresh))
-    return DerivedModel("construct", version, new, weights, changes, name=f"{version.model}-derived")
+    for info in new.groups.values():  # deleted layers leave their groups
+        info["children"] = [c for c in info["children"] if c in g or c in new.groups]
+    source_weights = repo.load(version)
+    kept = set(_without(new, fresh).params())
+    weights = {k: v for k, v in source_weights.items() if k in kept}
+    return DerivedModel("construct", version, new, weights, changes, name=f"{version.model}-derived", edits=edits,
+                        source_weights=source_weights)  # fmt: skip
 
 
 def _without(graph: LayerGraph, nodes: set[str]) -> LayerGraph:

@@ -157,6 +157,13 @@ class Trial:
         }
 
 
+def _share_cores(threads: int) -> None:
+    """Worker start-up: split the cores between workers (torch's own pools would oversubscribe them)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def run_task(task: Task) -> Trial:
     """Runs in a worker: train one variant, return its metrics and weights (numpy)."""
     trial = Trial(task.label, task.source, task.config)
@@ -258,7 +265,10 @@ def evaluate(
             tasks.append(Task(trial_id, label, version.ref, module, config, train, reporter))
 
     own = executor is None
-    pool: Executor = executor or ProcessPoolExecutor(max_workers=max(1, min(len(tasks), os.cpu_count() or 1)))
+    workers = max(1, min(len(tasks), os.cpu_count() or 1))
+    pool: Executor = executor or ProcessPoolExecutor(
+        max_workers=workers, initializer=_share_cores, initargs=(max(1, (os.cpu_count() or 1) // workers),)
+    )
     trials: list[Trial] = []
     try:
         futures = {pool.submit(run_task, t): t for t in tasks}

@@ -162,6 +162,10 @@ class _Build(lark.Transformer[Any, Any]):
     def member(self, meta: Any, c: list[Any]) -> s.Member:
         return s.Member(c[0], tuple(c[2].value), negated=c[1] is not None)
 
+    def contains(self, meta: Any, c: list[Any]) -> Any:
+        found = s.Compare(c[0], "in", c[2])
+        return s.Not(found) if c[1] is not None else found
+
     def has(self, meta: Any, c: list[Any]) -> s.Has:
         if not isinstance(c[0], s.Ref) or not c[0].is_structural:
             line, column = _pos(meta)

@@ -197,7 +197,15 @@ def _comparable(a: Any, b: Any) -> bool:
 
 
 def _compare(expr: s.Compare) -> Predicate:
-    left, right, op = _operand(expr.left), _operand(expr.right), _OPS[expr.op]
+    left, right = _operand(expr.left), _operand(expr.right)
+    if expr.op == "in":  # "best" in m.tags: membership in a list-valued field
+
+        def contains(m: Subject, b: Binding) -> bool:
+            a, c = left(m), right(m)
+            return isinstance(c, (list, dict, str)) and a is not _MISSING and a in c
+
+        return contains
+    op = _OPS[expr.op]
     if _is_created(expr.left) or _is_created(expr.right):
         convert = _when
         for side in (expr.left, expr.right):

@@ -53,7 +53,7 @@ class LayerSpec:
 @dataclass(frozen=True)
 class Compare:
     left: Ref | Literal
-    op: str  # one of = != < <= > >=
+    op: str  # one of = != < <= > >=, or in (a value in a list-valued field)
     right: Ref | Literal
 
 
