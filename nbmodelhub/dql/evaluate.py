@@ -116,10 +116,20 @@ class Task:
     trial: str
     label: str
     source: str
-    module: Any
+    module: Any  # a torch module, or (graph JSON, numpy state) to rebuild in the worker
     config: dict[str, Any]
     train: Callable[..., Any]
     reporter: Reporter
+
+    def model(self) -> Any:
+        if not isinstance(self.module, tuple):
+            return self.module
+        # fx GraphModules do not survive every pickler (dask's included): ship the graph, rebuild here.
+        from nbmodelhub.dql.derive import DerivedModel
+        from nbmodelhub.graph import LayerGraph
+
+        graph_json, state = self.module
+        return DerivedModel("copy", None, LayerGraph.from_json(graph_json), state).module  # type: ignore[arg-type]
 
 
 @dataclass
@@ -168,7 +178,8 @@ def run_task(task: Task) -> Trial:
     """Runs in a worker: train one variant, return its metrics and weights (numpy)."""
     trial = Trial(task.label, task.source, task.config)
     try:
-        result = task.train(task.module, task.config, task.reporter)
+        model = task.model()
+        result = task.train(model, task.config, task.reporter)
     except StopTrial:
         result = None
         trial.stopped_at = task.reporter.stopped_at
@@ -183,7 +194,7 @@ def run_task(task: Task) -> Trial:
         return trial
     trial.metrics = final
     trial.curves = task.reporter.curves
-    trial.state = {k: v.detach().cpu().numpy().copy() for k, v in task.module.state_dict().items()}
+    trial.state = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
     return trial
 
 
@@ -213,7 +224,9 @@ def _module_for(repo: Repository, version: Version, factory: Callable[..., Any] 
         return module
     from nbmodelhub.dql.derive import DerivedModel
 
-    return DerivedModel("copy", version, repo.graph(version), repo.load(version)).module
+    graph, state = repo.graph(version), repo.load(version)
+    DerivedModel("copy", version, graph, state).module  # fail here, once, if it cannot be rebuilt
+    return (graph.to_json(), state)
 
 
 def evaluate(
