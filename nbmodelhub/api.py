@@ -292,7 +292,7 @@ class Repository:
         """Versions oldest first; filter by model, by a substring of the message, keep the ``last`` N."""
         if model is not None:
             self._known_model(model, model)
-        out = self.versions_of(self.catalog.entries(model))
+        out = self.versions_of(self.catalog.entries(model))  # refreshes the catalog once
         if message is not None:
             out = [v for v in out if message.lower() in v.message.lower()]
         out.sort(key=lambda v: (v.created, v.model, v.number))
@@ -313,7 +313,7 @@ class Repository:
         out = []
         for e in entries:
             if e.model not in tags:
-                tags[e.model] = _invert(self.catalog.tags(e.model))
+                tags[e.model] = _invert(self.catalog.tags(e.model, fresh=False))
             out.append(self._from_record(e.model, e.number, e.id, e.record, tags[e.model], ref_of))
         return out
 

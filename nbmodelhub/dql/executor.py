@@ -80,17 +80,18 @@ class _Graphs:
 def _subjects(repo: Repository, p: Plan, graphs: _Graphs) -> list[Subject]:
     catalog = repo.catalog
     catalog.refresh()
+    known = catalog.models(fresh=False)
     if p.models is not None:
-        models = [m for m in p.models if m in catalog.models()]
+        models = [m for m in p.models if m in known]
     else:
-        models = [m for m in catalog.models() if not p.model_prefix or m.startswith(p.model_prefix)]
+        models = [m for m in known if not p.model_prefix or m.startswith(p.model_prefix)]
     out = []
     for model in models:
-        entries = catalog.entries(model)
+        entries = catalog.entries(model, fresh=False)
         if not entries:
             continue
         tags: dict[int, list[str]] = {}
-        for tag, n in catalog.tags(model).items():
+        for tag, n in catalog.tags(model, fresh=False).items():
             tags.setdefault(n, []).append(tag)
         latest = entries[-1].number
         for e in entries:
@@ -116,7 +117,7 @@ def select(repo: Repository, where: s.Expr | None, graphs: _Graphs) -> tuple[lis
     found: dict[str, list[Any]] = {}
     kept = []
     for m in subjects:
-        b = bindings(p.structure, m) if p.structure is not None else [{}]
+        b = bindings(p.structure, m, p.compiled) if p.structure is not None else [{}]
         if b:
             found[m.id + str(m.number) + m.model] = b
             kept.append(m)

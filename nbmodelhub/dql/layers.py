@@ -11,6 +11,7 @@ or ``transformer.h.0.attn.c_attn``; functional ops read ``<group>:<op>``):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -118,6 +119,7 @@ class Pattern:
 _NUMBERS = re.compile(r"\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*")
 
 
+@functools.lru_cache(maxsize=512)
 def compile_pattern(text: str) -> Pattern:
     out: list[str] = []
     captures: list[str] = []

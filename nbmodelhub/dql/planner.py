@@ -21,7 +21,7 @@ class Plan:
     models: tuple[str, ...] | None  # names the query pins down (None: all models)
     model_prefix: str | None
     captures: tuple[str, ...]
-
+    compiled: Predicate | None = None  # the structure expression, compiled once
     def explain(self) -> str:
         parts = []
         if self.models is not None:
@@ -69,4 +69,4 @@ def plan(where: s.Expr | None) -> Plan:
             like_regex(text)  # a bad pattern fails here, before any work
     meta = compile_expr(s.And(tuple(metadata))) if metadata else None
     struct = structure[0] if len(structure) == 1 else (s.And(tuple(structure)) if structure else None)
-    return Plan(meta, struct, models, prefix, captures_of(struct))
+    return Plan(meta, struct, models, prefix, captures_of(struct), compile_expr(struct) if struct else None)

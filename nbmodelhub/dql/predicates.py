@@ -266,12 +266,17 @@ def _has(expr: s.Has) -> Predicate:
     spec = expr.spec
     kwargs = dict(spec.kwargs)
 
+    answers: dict[tuple[int, tuple[tuple[str, str], ...]], bool] = {}  # versions share graphs: judge each once
+
     def has(m: Subject, b: Binding) -> bool:
         graph = m.graph
-        reached: set[str] = set()
-        for layer in bound_layers(graph, pattern, b):
-            reached |= walk(graph, layer, walks)
-        return any(type_matches(spec.type, spec.args, kwargs, graph.node(n)) for n in reached)
+        key = (id(graph), tuple(sorted(b.items())))
+        if key not in answers:
+            reached: set[str] = set()
+            for layer in bound_layers(graph, pattern, b):
+                reached |= walk(graph, layer, walks)
+            answers[key] = any(type_matches(spec.type, spec.args, kwargs, graph.node(n)) for n in reached)
+        return answers[key]
 
     return has
 
@@ -295,12 +300,12 @@ def walk(graph: LayerGraph, layer: str, steps: list[str]) -> set[str]:
     return current
 
 
-def bindings(expr: s.Expr | None, m: Subject) -> list[Binding]:
+def bindings(expr: s.Expr | None, m: Subject, predicate: Predicate | None = None) -> list[Binding]:
     """Every capture binding under which ``expr`` holds for ``m`` (``[{}]`` if it holds without any)."""
     if expr is None:
         return [{}]
     labels = captures_of(expr)
-    predicate = compile_expr(expr)
+    predicate = predicate or compile_expr(expr)
     if not labels:
         return [{}] if predicate(m, {}) else []
     candidates: list[Binding] = []

@@ -96,8 +96,10 @@ class Catalog:
         self._by_id: dict[str, tuple[str, int]] | None = None
 
     # -- reading ---------------------------------------------------------------------------------
-    def entries(self, model: str | None = None) -> list[Entry]:
-        self.refresh()
+    def entries(self, model: str | None = None, fresh: bool = True) -> list[Entry]:
+        """Visible versions, oldest first per model; ``fresh=False`` skips the refresh (the caller just did it)."""
+        if fresh:
+            self.refresh()
         out = []
         models = [model] if model is not None else sorted(self._models)
         for m in models:
@@ -111,12 +113,14 @@ class Catalog:
                     out.append(Entry(m, int(n), v["id"], v["record"]))
         return out
 
-    def models(self) -> list[str]:
-        self.refresh()
+    def models(self, fresh: bool = True) -> list[str]:
+        if fresh:
+            self.refresh()
         return sorted(m for m, info in self._models.items() if set(map(int, info["versions"])) - set(info["deleted"]))
 
-    def tags(self, model: str) -> dict[str, int]:
-        self.refresh()
+    def tags(self, model: str, fresh: bool = True) -> dict[str, int]:
+        if fresh:
+            self.refresh()
         return dict(self._models.get(model, {}).get("tags", {}))
 
     def ref_of(self, version_id: str) -> tuple[str, int] | None:
