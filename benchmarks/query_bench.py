@@ -26,11 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import nbmodelhub as mh  # noqa: E402
-from dql.models import alexnet  # noqa: E402
-from nbmodelhub.dql.parser import parse  # noqa: E402
-from nbmodelhub.dql.planner import plan  # noqa: E402
-from nbmodelhub.dql.predicates import Subject  # noqa: E402
+from dql.models import alexnet
+
+import nbmodelhub as mh
+from nbmodelhub.dql.parser import parse
+from nbmodelhub.dql.planner import plan
+from nbmodelhub.dql.predicates import Subject
 
 QUERIES = {
     "metadata": 'select m where m.name like "alexnet_1%" and m.metrics.acc > 0.9 and m.params.lr = 0.01',
@@ -67,7 +68,7 @@ def linear_scan(path: Path, text: str) -> int:
     for r in repo.store.refs.all_versions():
         record = repo.store.get_document("versions", r.version_id, r.model)
         m = Subject(r.model, r.number, r.version_id, record, (), False, lambda s: repo.graph(f"{s.model}@{s.number}"))
-        if (p.metadata is None or p.metadata(m, {})) and (p.structure is None or p.structure and _holds(p, m)):
+        if (p.metadata is None or p.metadata(m, {})) and (p.structure is None or (p.structure and _holds(p, m))):
             hits += 1
     repo.close()
     return hits
@@ -117,7 +118,8 @@ def main() -> None:
         assert scan_hits == hits, (scan_hits, hits)
         rows.append((label, hits, warm, cold_s, scan))
     print()
-    print("| select | hits | catalog, warm (ms) | catalog, fresh open (ms) | linear scan (ms) | scan / warm | bar ≤ 200 ms |")
+    print("| select | hits | catalog, warm (ms) | catalog, fresh open (ms) | linear scan (ms) | scan / warm "
+          "| bar ≤ 200 ms |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, hits, warm, cold_s, scan in rows:
         mark = "✔" if warm <= 0.2 else "✘"

@@ -787,8 +787,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot", type=int, metavar="STEP", help="evaluate the snapshot at this training step")
 
     p = command("query", cmd_query, "write", "run a DQL query: select, slice, construct or evaluate")
-    p.add_argument("text", metavar="QUERY", help='e.g. \'select m where m.name like "resnet%" and m.metrics.acc > 0.9\'')
-    p.add_argument("--script", metavar="FILE.py", help="evaluate: the script defining the config dict and train function")
+    p.add_argument("text", metavar="QUERY", help="e.g. 'select m where m.metrics.acc > 0.9'")
+    p.add_argument("--script", metavar="FILE.py", help="evaluate: the script defining the config and train function")
     p.add_argument("--commit", metavar="NAME", help="slice/construct: commit each derived model as a version of NAME")
 
     p = command("copy", cmd_copy, "write", "start a new model from a version (shares its data)")

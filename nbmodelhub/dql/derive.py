@@ -175,7 +175,9 @@ def _load_weights(repo: Repository, version: Version, graph: LayerGraph) -> dict
     return repo.load(version, keys=names) if names else {}
 
 
-def slice_version(repo: Repository, version: Version, graph: LayerGraph, query: s.Slice, binding: Binding) -> DerivedModel:
+def slice_version(
+    repo: Repository, version: Version, graph: LayerGraph, query: s.Slice, binding: Binding
+) -> DerivedModel:
     ends: dict[str, str] = {}
     for m in query.mutations:
         target = m.target

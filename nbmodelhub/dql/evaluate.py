@@ -225,7 +225,7 @@ def _module_for(repo: Repository, version: Version, factory: Callable[..., Any] 
     from nbmodelhub.dql.derive import DerivedModel
 
     graph, state = repo.graph(version), repo.load(version)
-    DerivedModel("copy", version, graph, state).module  # fail here, once, if it cannot be rebuilt
+    _ = DerivedModel("copy", version, graph, state).module  # fail here, once, if it cannot be rebuilt
     return (graph.to_json(), state)
 
 
@@ -251,7 +251,7 @@ def evaluate(
         configs[var] = dict(value)
     keep = query.keep
     metric = keep.metric.steps[-1][1] if keep else None
-    if keep and [k for k, _ in keep.metric.steps] != ["field", "field"] or (keep and keep.metric.steps[0][1] != "metrics"):
+    if keep and ([v for _, v in keep.metric.steps][:1] != ["metrics"] or len(keep.metric.steps) != 2):
         raise UsageError(f"keep ranks by a metric, as in top(3, {query.var}.metrics.loss, 100)")
     lower = (keep.goal == "min") if keep and keep.goal else any(t in (metric or "").lower() for t in _LOWER_IS_BETTER)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbmodelhub.dql import syntax as s
 from nbmodelhub.dql.planner import Plan, plan
-from nbmodelhub.dql.predicates import Subject, _MISSING, bindings, compile_expr
+from nbmodelhub.dql.predicates import _MISSING, Subject, bindings, compile_expr
 from nbmodelhub.errors import UsageError
 from nbmodelhub.graph import LayerGraph, graph_from_tensors
 

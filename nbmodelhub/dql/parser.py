@@ -76,19 +76,19 @@ def parse(text: str) -> s.Query:
             lines = text.rstrip().splitlines()
             line, column = len(lines), len(lines[-1]) + 1
             raise DQLSyntaxError(f"the query ends too early; expected {expected}", text, line, column) from None
-        raise DQLSyntaxError(f"unexpected {exc.token.value!r}; expected {expected}", text, exc.line, exc.column) from None
+        got = exc.token.value
+        raise DQLSyntaxError(f"unexpected {got!r}; expected {expected}", text, exc.line, exc.column) from None
     except lark.UnexpectedCharacters as exc:
         allowed = _expected(set(exc.allowed)) if exc.allowed else "something else"
-        raise DQLSyntaxError(
-            f"unexpected character {text[exc.pos_in_stream]!r}; expected {allowed}", text, exc.line, exc.column
-        ) from None
+        char = text[exc.pos_in_stream] if exc.pos_in_stream is not None else "?"
+        raise DQLSyntaxError(f"unexpected character {char!r}; expected {allowed}", text, exc.line, exc.column) from None
     except lark.UnexpectedEOF as exc:
         raise DQLSyntaxError(
             f"the query ends too early; expected {_expected(set(exc.expected))}", text, exc.line, exc.column
         ) from None
     query = _Build(text).transform(tree)
     _check_names(query, text)
-    return query  # type: ignore[no-any-return]
+    return query
 
 
 def _unquote(token: str) -> str:
@@ -123,7 +123,7 @@ class _Build(lark.Transformer[Any, Any]):
     def null(self, meta: Any, c: list[Any]) -> s.Literal:
         return s.Literal(None)
 
-    def list(self, meta: Any, c: list[Any]) -> s.Literal:
+    def array(self, meta: Any, c: list[Any]) -> s.Literal:
         return s.Literal([x.value for x in c if x is not None])
 
     # -- references and layer specs ------------------------------------------------------------

@@ -69,7 +69,7 @@ def build_layer(layer: str, data: Mapping[str, Any]) -> Any:
     cls = module_class(data.get("module_type"), layer)
     attrs = data.get("attrs") or {}
     kwargs: dict[str, Any] = {}
-    for name, p in inspect.signature(cls.__init__).parameters.items():
+    for name, p in inspect.signature(cls).parameters.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in ("device", "dtype"):
             continue
         if name == "bias" and "bias" not in attrs:
@@ -78,7 +78,7 @@ def build_layer(layer: str, data: Mapping[str, Any]) -> Any:
             value = attrs[name]
             kwargs[name] = tuple(value) if isinstance(value, list) else value
         elif p.default is p.empty:
-            raise UsageError(f"layer {layer!r} ({data.get('type')}) cannot be rebuilt: its attribute {name!r} is unknown")
+            raise UsageError(f"layer {layer!r} ({data.get('type')}) cannot be rebuilt: attribute {name!r} is unknown")
     try:
         return cls(**kwargs)
     except Exception as exc:

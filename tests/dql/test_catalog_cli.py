@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-import nbmodelhub as mh
 from conftest import numpy_weights
+
+import nbmodelhub as mh
 from nbmodelhub.cli import main
 from nbmodelhub.store.catalog import INDEX_KEY
 

@@ -57,9 +57,9 @@ def test_evaluate_on_a_two_worker_dask_local_cluster(repo):
 
     cloudpickle.register_pickle_by_value(trainers)  # the workers cannot import the tests package
     repo.commit(alexnet(0), name="alexnet")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as client:
-            result = repo.query(QUERY, NAMESPACE, executor=client.get_executor())
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, Client(cluster) as client:
+        result = repo.query(QUERY, NAMESPACE, executor=client.get_executor())
     check_grid(repo, result)
 
 
@@ -71,7 +71,7 @@ def test_evaluate_errors(repo):
     with pytest.raises(UsageError, match="no config dict named 'missing'"):
         repo.query('evaluate m from "alexnet" with config = "missing", train = "fit"', NAMESPACE)
     register_trainer("broken", trainers.broken)
-    with pytest.raises(ModelHubError, match="every variant failed.*no data for lr=0.5"):
+    with pytest.raises(ModelHubError, match=r"every variant failed.*no data for lr=0\.5"):
         repo.query(
             'evaluate m from "alexnet" with config = "cfg", train = "broken" vary config.lr in [0.5]',
             NAMESPACE,

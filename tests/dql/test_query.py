@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from conftest import all_files, tiny_gpt2
 
 import nbmodelhub as mh
-from conftest import all_files, tiny_gpt2
 from dql.models import alexnet
 from nbmodelhub.dql import DQLSyntaxError
 from nbmodelhub.errors import UsageError
@@ -111,15 +111,16 @@ def test_slice_errors_say_what_to_do(cnns, repo):
     repo.commit(model, name="gpt2")
     with pytest.raises(UsageError, match="no data flows"):
         cnns.query('slice a from b where b.name = "vgg16" mutate a.input = b["fc"] and a.output = b["conv1"]')
-    with pytest.raises(UsageError, match="must name one layer.*matches 3"):
+    with pytest.raises(UsageError, match=r"must name one layer.*matches 3"):
         cnns.query('slice a from b where b.name = "vgg16" mutate a.input = b["conv*"] and a.output = b["fc"]')
     with pytest.raises(UsageError, match="outside it"):
         repo.query('slice a from b where b.name = "gpt2" '
                    'mutate a.input = b["transformer.h.0.ln_2"] and a.output = b["transformer.h.1.ln_1"]')
-    d = repo.query('slice a from b where b.name = "gpt2" '
-                   'mutate a.input = b["transformer.h.0.ln_1"] and a.output = b["transformer.h.0.attn.c_proj"]').models[0]
+    text = ('slice a from b where b.name = "gpt2" '
+            'mutate a.input = b["transformer.h.0.ln_1"] and a.output = b["transformer.h.0.attn.c_proj"]')
+    d = repo.query(text).models[0]
     with pytest.raises(UsageError, match="scaled_dot_product_attention"):
-        d.module
+        _ = d.module
 
 
 def test_construct_cnn_inserts_relu_where_an_avg_pool_follows(cnns):
@@ -150,7 +151,7 @@ def test_construct_gpt2_applies_to_your_module(repo):
     ).models
     assert {"transformer.h.0.mlp.relu0", "transformer.h.1.mlp.relu1"} <= set(d.graph.layers())
     with pytest.raises(UsageError, match="2 inputs"):
-        d.module  # embeddings of tokens and positions: the graph alone cannot rebuild GPT-2
+        _ = d.module  # embeddings of tokens and positions: the graph alone cannot rebuild GPT-2
     built = d.apply(tiny_gpt2(seed=7)).eval()
     x = torch.randn(1, 4, 32)
     mlp = built.transformer.h[0].mlp
