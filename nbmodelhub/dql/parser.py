@@ -46,7 +46,7 @@ class DQLSyntaxError(UsageError):
 @functools.cache
 def _lark() -> lark.Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
-    return lark.Lark(grammar, parser="lalr", maybe_placeholders=True, propagate_positions=True)
+    return lark.Lark(grammar, parser="lalr", maybe_placeholders=True, propagate_positions=True, cache=True)
 
 
 def _expected(names: set[str]) -> str:

@@ -143,7 +143,10 @@ class Catalog:
 
     def rebuild(self) -> None:
         """Forget everything and index every visible version again from the refs and records."""
-        start = time.time()
+        # Recent events first, then the refs: an event always precedes its ref, so whatever the
+        # walk misses is either pending among these events or announced by a later one.
+        self._mark, self._seen, self._pending = time.time(), {}, {}
+        recent = self._new_events()
         refs = self.store.refs
         models: dict[str, dict[str, Any]] = {}
         for model in refs.models():
@@ -155,9 +158,7 @@ class Catalog:
             models[model] = info
         self._models = models
         self._by_id = None
-        self._seen, self._pending = {}, {}
-        # Events written while we walked are replayed next time: replaying is harmless.
-        self._mark = start - SKEW_SECONDS
+        self._apply(recent)
         self._save()
 
     def _entry(self, model: str, number: int, version_id: str) -> dict[str, Any]:
