@@ -51,6 +51,11 @@ def build(path: Path, versions: int, models: int) -> None:
             repo.commit(archs[m % 3], name=name, params={"lr": rng.choice([0.1, 0.01, 0.001]), "batch": 32},
                         metrics={"acc": rng.random(), "loss": rng.random() * 3})  # fmt: skip
 
+    # Trace each architecture once, here: torch.fx patches torch globally while it traces, so two
+    # threads tracing at once get the untraced fallback graph. Later commits reuse the cached graph.
+    for i, arch in enumerate(archs):
+        repo.commit(arch, name=f"warmup_{i}")
+        repo.delete(f"warmup_{i}@1")
     start = time.perf_counter()
     with ThreadPoolExecutor(4) as pool:
         for i, _ in enumerate(pool.map(fill, range(models)), 1):
