@@ -28,6 +28,7 @@ from nbmodelhub.analysis.version_diff import VersionDiff
 from nbmodelhub.errors import CorruptObject, RefNotFound, UsageError
 from nbmodelhub.graph import LayerGraph, graph_from_module, graph_from_tensors
 from nbmodelhub.store.archive import DEFAULT_MAX_CHAIN, ArchiveReport
+from nbmodelhub.store.catalog import Catalog
 from nbmodelhub.store.documents import check_metrics, check_name, check_params, decode_number
 from nbmodelhub.store.evaluations import Evaluation
 from nbmodelhub.store.planes import planes_for
@@ -149,6 +150,7 @@ class Repository:
 
     def __init__(self, location: str | os.PathLike[str] | ZarrStore | None = None, read_only: bool = False) -> None:
         self.store = Store(location, read_only=read_only)
+        self.catalog = Catalog(self.store)
         self._graphs: dict[Any, str] = {}
 
     def __repr__(self) -> str:
@@ -250,6 +252,18 @@ class Repository:
         record = self._record(version_id, f"{model}@{number}")
         if tags is None:
             tags = _invert(self.store.refs.tags(model))
+        return self._from_record(model, number, version_id, record, tags)
+
+    def _from_record(
+        self,
+        model: str,
+        number: int,
+        version_id: str,
+        record: Mapping[str, Any],
+        tags: Mapping[int, list[str]],
+        ref_of: Callable[[str], str] | None = None,
+    ) -> Version:
+        ref_of = ref_of or self._ref_of
         last = record["snapshots"][-1] if record["snapshots"] else {"tensors": {}, "ties": {}}
         return Version(
             id=version_id,
@@ -270,7 +284,7 @@ class Repository:
             framework=record.get("framework", "numpy"),
             source=record.get("source"),
             tags=tuple(sorted(tags.get(number, []))),
-            parent_refs=tuple(self._ref_of(p) for p in record.get("parents", [])),
+            parent_refs=tuple(ref_of(p) for p in record.get("parents", [])),
         )
 
     def _ref_of(self, version_id: str) -> str:
@@ -279,19 +293,13 @@ class Repository:
 
     # -- listing -------------------------------------------------------------------------------
     def models(self) -> list[str]:
-        return [m for m in self.store.refs.models() if self.store.refs.numbers(m)]
+        return self.catalog.models()
 
     def versions(self, model: str | None = None, message: str | None = None, last: int | None = None) -> list[Version]:
         """Versions oldest first; filter by model, by a substring of the message, keep the ``last`` N."""
-        refs = self.store.refs
         if model is not None:
             self._known_model(model, model)
-        models = [model] if model is not None else refs.models()
-        out: list[Version] = []
-        for m in models:
-            tags = _invert(refs.tags(m))
-            for n, vid in refs.version_ids(m, refs.numbers(m)).items():
-                out.append(self._version(m, n, vid, tags))
+        out = self.versions_of(self.catalog.entries(model))  # refreshes the catalog once
         if message is not None:
             out = [v for v in out if message.lower() in v.message.lower()]
         out.sort(key=lambda v: (v.created, v.model, v.number))
@@ -330,6 +338,20 @@ class Repository:
             numbers = refs.numbers(m, include_deleted=True)
             parts.append([m, len(numbers), numbers[-1] if numbers else 0, sorted(refs.deleted(m)), refs.tags(m)])
         return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
+    def versions_of(self, entries: Iterable[Any]) -> list[Version]:
+        """Versions from catalog entries (``nbmodelhub.store.catalog.Entry``), without reading records."""
+        tags: dict[str, dict[int, list[str]]] = {}
+
+        def ref_of(version_id: str) -> str:
+            found = self.catalog.ref_of(version_id)
+            return f"{found[0]}@{found[1]}" if found else self._ref_of(version_id)
+
+        out = []
+        for e in entries:
+            if e.model not in tags:
+                tags[e.model] = _invert(self.catalog.tags(e.model, fresh=False))
+            out.append(self._from_record(e.model, e.number, e.id, e.record, tags[e.model], ref_of))
+        return out
 
     def log(self, name: str) -> list[Version]:
         """The lineage of a model: its versions newest first, then their ancestors in other models."""
@@ -349,6 +371,18 @@ class Repository:
             ancestors.append(parent)
             frontier += list(parent.parents)
         return own + ancestors
+
+    # -- querying ------------------------------------------------------------------------------
+    def query(self, text: str, namespace: Mapping[str, Any] | None = None, executor: Any = None) -> Any:
+        """Run a DQL query (select, slice, construct, evaluate); see :mod:`nbmodelhub.dql`.
+
+        ``namespace`` holds the variables ``evaluate`` names (config dicts, training functions);
+        ``executor`` is any ``concurrent.futures.Executor`` for ``evaluate`` (default: local processes).
+        Returns a :class:`nbmodelhub.dql.QueryResult`.
+        """
+        from nbmodelhub import dql
+
+        return dql.run(self, text, namespace, executor)
 
     # -- committing ----------------------------------------------------------------------------
     def commit(
@@ -459,7 +493,9 @@ class Repository:
     def _graph(self, weights: adapters.Weights, example_input: Any) -> str:
         """Store the layer graph (traced from a module where possible) and return its id."""
         shapes = tuple((n, t.dtype, t.shape) for n, t in weights.tensors.items())
-        key = (type(weights.module).__qualname__ if weights.module is not None else None, shapes, example_input is None)
+        # The module's repr names every layer with its settings: two models of one class and the same
+        # parameter shapes can still differ in parameter-free layers (a max pool vs an avg pool).
+        key = (repr(weights.module) if weights.module is not None else None, shapes, example_input is None)
         cached = self._graphs.get(key) if weights.graph is None else None
         if cached is not None:
             return cached

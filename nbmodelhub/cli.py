@@ -467,6 +467,45 @@ def cmd_eval(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace, repo: mh.Repository | None) -> int:
+    assert repo is not None
+    from nbmodelhub.dql import DQLSyntaxError
+
+    namespace = _run_script(Path(args.script)) if args.script else {}
+    try:
+        result = repo.query(args.text, namespace)
+    except DQLSyntaxError as exc:  # the one error worth more than a line: the query with a caret under it
+        _error(str(exc))
+        print("\n".join(str(exc).splitlines()[1:]), file=sys.stderr)
+        return exc.exit_code
+    committed = [m.commit(repo, name=args.commit) for m in result.models] if args.commit else []
+    if args.json:
+        _json({**result.to_dict(), "committed": [v.to_dict() for v in committed]})
+        return 0
+    if result.kind == "select":
+        if not result.versions:
+            _out("no versions match")
+            return 0
+        rows = [
+            [v.ref, v.id[:10], render.short_time(v.created), render.truncate(v.message, 40),
+             render.compact_kv(v.params, 40), render.compact_kv(v.metrics, 32), _tags(v)]
+            for v in result.versions
+        ]  # fmt: skip
+        _out(render.table(["ref", "id", "created", "message", "params", "metrics", "tags"], rows))
+    elif result.kind == "evaluate":
+        rows = [[t.label, t.status, render.compact_kv(t.metrics, 40), t.version.ref if t.version else t.error or ""]
+                for t in result.trials]  # fmt: skip
+        _out(render.table(["variant", "status", "metrics", "version"], rows))
+    else:
+        for m in result.models:
+            _out(f"{result.kind} of {m.source.ref}: {len(m.graph)} layers; {'; '.join(m.changes)}")
+        for v in committed:
+            _out(f"committed {v.ref}")
+        if not committed:
+            _out("not committed: add --commit NAME to store them")
+    return 0
+
+
 def _run_script(path: Path) -> dict[str, Any]:
     """Execute the user's own script as ``python FILE.py`` would (``__main__``, its folder on sys.path)."""
     import runpy
@@ -898,6 +937,11 @@ def build_parser(extra: Callable[[CommandAdder], None] | None = None) -> argpars
         help="FUNCTION returns per-example scores: score on high-order bytes first, read the rest only if needed",
     )
     p.add_argument("--precision", choices=["bf16", "fp16"], default="bf16", help="first pass of --progressive")
+
+    p = command("query", cmd_query, "write", "run a DQL query: select, slice, construct or evaluate")
+    p.add_argument("text", metavar="QUERY", help="e.g. 'select m where m.metrics.acc > 0.9'")
+    p.add_argument("--script", metavar="FILE.py", help="evaluate: the script defining the config and train function")
+    p.add_argument("--commit", metavar="NAME", help="slice/construct: commit each derived model as a version of NAME")
 
     p = command("copy", cmd_copy, "write", "start a new model from a version (shares its data)")
     p.add_argument("ref", metavar="REF")

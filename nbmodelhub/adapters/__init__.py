@@ -35,8 +35,8 @@ class Weights:
 
 def extract(obj: object) -> Weights:
     """Accept an ``nn.Module``, a state dict (torch or numpy), or a ``.safetensors``/``.pt`` path."""
-    if isinstance(obj, Weights):
-        return obj  # already read (the importer reads folders and graphs itself)
+    if isinstance(obj, Weights):  # already extracted, e.g. a derived model with its own layer graph
+        return obj
     if torch_adapter.is_module(obj):
         tensors, ties = torch_adapter.from_module(obj)
         return Weights(tensors, ties, "torch", type(obj).__name__, module=obj)

@@ -7,6 +7,7 @@ can lose a race but never a version:
     refs/models/<name>/versions/<N>       → {"version": <id>}  — version N of the model
     refs/models/<name>/deleted/<N>        → tombstone: version N is hidden; gc reclaims it
     refs/models/<name>/tags/<tag>/<seq>   → {"number": N}; the highest seq is the tag's target
+    refs/events/<day>/<slot>/<event>      → a change about to happen, for the catalog (catalog.py)
 
 Numbers are allocated by trying to create ``versions/<max+1>`` and retrying on a lost race.
 Refs are immutable once created, so they are cached per process.
@@ -23,6 +24,7 @@ from typing import Any
 
 from nbmodelhub.errors import ConcurrentUpdate, CorruptObject, UsageError
 from nbmodelhub.store.backend import Backend
+from nbmodelhub.store.catalog import note_change
 from nbmodelhub.store.documents import check_name, group_node, parse_group_node
 
 MODELS = "refs/models/"
@@ -146,6 +148,7 @@ class Refs:
             existing = self.numbers(model, include_deleted=True)
             number = (existing[-1] if existing else 0) + 1
             while True:
+                note_change(self.backend, model, "version", number=number)
                 if self._create(f"{MODELS}{model}/versions/{number}/zarr.json", {"version": version_id}):
                     self._ids[(model, number)] = version_id
                     self._refs[version_id] = (model, number)
@@ -156,6 +159,7 @@ class Refs:
         raise ConcurrentUpdate(f"could not number a new version of {model}: too many concurrent writers, retry")
 
     def delete(self, model: str, number: int) -> None:
+        note_change(self.backend, model, "deleted", number=number)
         self._create(f"{MODELS}{model}/deleted/{number}/zarr.json", {"number": number})
 
     def set_tag(self, model: str, tag: str, number: int, force: bool = False) -> None:
@@ -170,5 +174,6 @@ class Refs:
         while True:
             seqs = _numbers(self.backend.list_dir(f"{MODELS}{model}/tags/{tag}/"))
             seq = (seqs[-1] if seqs else 0) + 1
+            note_change(self.backend, model, "tag", tag=tag)
             if self._create(f"{MODELS}{model}/tags/{tag}/{seq}/zarr.json", {"number": number}):
                 return
