@@ -1,6 +1,6 @@
 """``%dlv``: every ``dlv`` command inside a notebook, with the same arguments.
 
-``%load_ext nbmodelhub`` registers it. The line is parsed by the ``dlv`` parser itself; objects are
+``%load_ext nbmodelhub`` registers it, and the ``%%dql`` cell magic (queries, see :mod:`nbmodelhub.dql`). The line is parsed by the ``dlv`` parser itself; objects are
 taken from the notebook by name (``%dlv commit model -n resnet`` commits the variable ``model``, and
 ``%dlv eval REF --function accuracy --data test_set`` calls notebook functions). The commands that show
 something return a widget (``list``, ``log``, ``desc``, ``diff``, ``hist``); the others print what the
@@ -17,7 +17,7 @@ import shlex
 from typing import Any
 
 from IPython.core.error import UsageError as IPythonUsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 import nbmodelhub as mh
 from nbmodelhub import cli
@@ -107,6 +107,40 @@ class DlvMagics(Magics):
             raise IPythonUsageError(
                 _one_line(f"{type(exc).__name__}: {exc}") + " (add --debug for the traceback)"
             ) from None
+
+    @cell_magic
+    def dql(self, line: str, cell: str) -> Any:
+        """Run the DQL query in the cell: ``%%dql [-o VAR] [--repo URL]``. A select (or the versions an
+        evaluate committed) shows as a version table; slice and construct show each derived model's graph.
+        ``-o VAR`` keeps the QueryResult in a notebook variable."""
+        parser = argparse.ArgumentParser(prog="%%dql", add_help=False)
+        parser.add_argument("-o", "--out", metavar="VAR")
+        parser.add_argument("--repo", metavar="URL")
+        errors = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(errors):
+                options = parser.parse_args(shlex.split(line))
+        except (SystemExit, ValueError):
+            raise IPythonUsageError("usage: %%dql [-o VAR] [--repo URL], then the query in the cell") from None
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        repo = self.repository(options.repo)
+        try:
+            result = repo.query(cell, namespace=namespace)
+        except ModelHubError as exc:  # a syntax error's caret lines are the point: keep them
+            raise IPythonUsageError(f"dql: {str(exc).strip()}") from None
+        if options.out:
+            namespace[options.out] = result
+        if result.kind in ("select", "evaluate"):
+            from nbmodelhub.widgets.version_table import VersionTable
+
+            return VersionTable(repo, result.versions)
+        from IPython.display import display
+
+        from nbmodelhub.widgets.architecture import ArchitectureGraph
+
+        for derived in result.models:
+            display(ArchitectureGraph.from_graph(derived.graph, title=derived.name or None))
+        return result
 
     def _parse(self, line: str) -> argparse.Namespace | None:
         try:

@@ -251,3 +251,38 @@ def test_gc_and_fsck_return_their_reports(ip: Any) -> None:
     assert gc.removed and gc.bytes_freed > 0
     report = dlv(ip, "fsck")
     assert report.ok and report.versions == 1
+
+
+# -- %%dql -------------------------------------------------------------------------------------------------
+
+
+def dql(ip: Any, line: str, cell: str) -> Any:
+    with capture_output():
+        return ip.run_cell_magic("dql", line, cell)
+
+
+def test_dql_select_shows_a_version_table_and_keeps_the_result(ip: Any) -> None:
+    from nbmodelhub.widgets.version_table import VersionTable
+
+    a, b = two_versions(ip)
+    table = dql(ip, "-o found", 'select m where m.name = "mlp" and m.params.lr < 0.05')
+    assert isinstance(table, VersionTable) and [v.ref for v in table.versions] == [b.ref]
+    assert ip.user_ns["found"].kind == "select" and [v.ref for v in ip.user_ns["found"].versions] == [b.ref]
+
+
+def test_dql_slice_returns_derived_models(ip: Any) -> None:
+    two_versions(ip)
+    result = dql(ip, "", 'slice m2 from m1 where m1.name = "mlp" mutate m2.input = m1["0"] and m2.output = m1["1"]')
+    assert result.kind == "slice" and len(result.models) == 1  # the model's latest version, mlp@2
+    state = state_of(result.models[0].module)
+    assert set(state) == {"0.weight", "0.bias"}
+    assert torch.equal(state["0.weight"], ip.user_ns["model2"][0].weight.detach())
+
+
+def test_dql_syntax_error_points_at_the_column(ip: Any) -> None:
+    with pytest.raises(IPythonUsageError) as info, capture_output():
+        ip.run_cell_magic("dql", "", 'select m wher m.name = "x"')
+    message = str(info.value)
+    assert message.startswith("dql: ") and "^" in message and "line 1" in message
+    with pytest.raises(IPythonUsageError, match="usage: %%dql"), capture_output():
+        ip.run_cell_magic("dql", "--bogus", "select m")
