@@ -154,6 +154,8 @@ class LabNotebook:
 
     def __init__(self, page: Any, lab: Lab, path: str) -> None:
         self.page, self.lab, self.path = page, lab, path
+        # This notebook's panel: Lab may have other notebooks open in background tabs.
+        self.panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
 
     def wait_idle(self, timeout: float = 120) -> None:
         # The status bar text is the reliable signal (TOOLCHAIN.md); the execution indicator says idle too early.
@@ -171,7 +173,7 @@ class LabNotebook:
 
     def wait_cells_done(self, timeout: float = 300, allow_errors: bool = False) -> float:
         deadline = time.monotonic() + timeout
-        prompts = self.page.locator(".jp-CodeCell .jp-InputArea-prompt")
+        prompts = self.panel.locator(".jp-CodeCell .jp-InputArea-prompt")
         while time.monotonic() < deadline:
             texts = prompts.all_inner_texts()
             failed = [t for t in self.errors() if "Traceback" in t or "Error:" in t]
@@ -185,25 +187,25 @@ class LabNotebook:
     def run_cell(self, source: str, timeout: float = 120, allow_errors: bool = False) -> float:
         """Append a cell with ``source`` at the end, run it, wait for it; returns when it finished."""
         self.command("notebook:move-cursor-down")
-        self.page.locator(".jp-Notebook").click()
+        self.panel.locator(".jp-Notebook").click()
         self.command("notebook:insert-cell-below")
-        editor = self.page.locator(".jp-Notebook .jp-Cell.jp-mod-active .cm-content")
+        editor = self.panel.locator(".jp-Notebook .jp-Cell.jp-mod-active .cm-content")
         editor.fill(source)
         self.command("notebook:run-cell")
         return self.wait_cells_done(timeout, allow_errors)
 
     def output(self, index: int) -> Any:
         """The output area of the index-th code cell (0-based)."""
-        return self.page.locator(".jp-CodeCell").nth(index).locator(".jp-OutputArea")
+        return self.panel.locator(".jp-CodeCell").nth(index).locator(".jp-OutputArea")
 
     def output_of(self, source: str) -> Any:
         """The output area of the one code cell whose source contains ``source``."""
-        cell = self.page.locator(".jp-CodeCell").filter(has=self.page.locator(".jp-InputArea", has_text=source))
+        cell = self.panel.locator(".jp-CodeCell").filter(has=self.page.locator(".jp-InputArea", has_text=source))
         return cell.locator(".jp-OutputArea")
 
     def errors(self) -> list[str]:
         stderr = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
-        return self.page.locator(stderr).all_inner_texts()
+        return self.panel.locator(stderr).all_inner_texts()
 
     def screenshot(self, locator: Any, name: str) -> Path:
         SCREENSHOTS.mkdir(exist_ok=True)
