@@ -1,6 +1,7 @@
 """``%dlv``: every ``dlv`` command inside a notebook, with the same arguments.
 
-``%load_ext nbmodelhub`` registers it, and the ``%%dql`` cell magic (queries, see :mod:`nbmodelhub.dql`). The line is parsed by the ``dlv`` parser itself; objects are
+``%load_ext nbmodelhub`` registers it, and the ``%%dql`` cell magic (queries, see
+:mod:`nbmodelhub.dql`). The line is parsed by the ``dlv`` parser itself; objects are
 taken from the notebook by name (``%dlv commit model -n resnet`` commits the variable ``model``, and
 ``%dlv eval REF --function accuracy --data test_set`` calls notebook functions). The commands that show
 something return a widget (``list``, ``log``, ``desc``, ``diff``, ``hist``); the others print what the

@@ -264,7 +264,7 @@ def dql(ip: Any, line: str, cell: str) -> Any:
 def test_dql_select_shows_a_version_table_and_keeps_the_result(ip: Any) -> None:
     from nbmodelhub.widgets.version_table import VersionTable
 
-    a, b = two_versions(ip)
+    _, b = two_versions(ip)
     table = dql(ip, "-o found", 'select m where m.name = "mlp" and m.params.lr < 0.05')
     assert isinstance(table, VersionTable) and [v.ref for v in table.versions] == [b.ref]
     assert ip.user_ns["found"].kind == "select" and [v.ref for v in ip.user_ns["found"].versions] == [b.ref]
