@@ -471,14 +471,17 @@ def cmd_query(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     from nbmodelhub.dql import DQLSyntaxError
 
-    namespace = _run_script(Path(args.script)) if args.script else {}
+    namespace = _run_script(Path(args.script)) if args.script else _namespace(args) or {}
     try:
         result = repo.query(args.text, namespace)
     except DQLSyntaxError as exc:  # the one error worth more than a line: the query with a caret under it
+        if _namespace(args) is not None:
+            raise  # the %dlv magic shows it
         _error(str(exc))
         print("\n".join(str(exc).splitlines()[1:]), file=sys.stderr)
         return exc.exit_code
     committed = [m.commit(repo, name=args.commit) for m in result.models] if args.commit else []
+    args.result = result
     if args.json:
         _json({**result.to_dict(), "committed": [v.to_dict() for v in committed]})
         return 0
@@ -604,6 +607,7 @@ def cmd_archive(args: argparse.Namespace, repo: mh.Repository | None) -> int:
         max_recreate_bytes=args.max_recreate_bytes,
         unpack=args.unpack,
     )
+    args.result = report
     if args.json:
         _json({**dataclasses.asdict(report), "ratio": report.ratio})
         return 0
@@ -804,6 +808,7 @@ def cmd_pull_files(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 def cmd_runs(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     runs = repo.runs(active=True if args.active else None, author=args.author, model=args.model, status=args.status)
+    args.result = runs
     if args.json:
         _json([r.to_dict() for r in runs])
         return 0
@@ -834,6 +839,7 @@ def cmd_run(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
     if args.action == "commit":
         version = repo.commit_run(args.run_id, message=args.message)
+        args.result = version
         if args.json:
             _json(version.to_dict())
         else:

@@ -4,7 +4,7 @@
 :mod:`nbmodelhub.dql`). The line is parsed by the ``dlv`` parser itself; objects are
 taken from the notebook by name (``%dlv commit model -n resnet`` commits the variable ``model``, and
 ``%dlv eval REF --function accuracy --data test_set`` calls notebook functions). The commands that show
-something return a widget (``list``, ``log``, ``desc``, ``diff``, ``hist``); the others print what the
+something return a widget (``list``, ``log``, ``desc``, ``diff``, ``hist``, ``runs``); the others print what the
 CLI prints and return a value for scripting (``v = %dlv commit …`` is the new Version). An error is
 one line (IPython's UsageError, which also stops "run all"); ``--debug`` shows its traceback.
 """
@@ -25,7 +25,7 @@ from nbmodelhub import cli
 from nbmodelhub.errors import ModelHubError, ReadOnlyRepository
 
 # Commands whose notebook form is a widget rather than the CLI's text.
-VIEWS = ("list", "log", "desc", "diff", "hist")
+VIEWS = ("list", "log", "desc", "diff", "hist", "runs")
 
 
 def _view(args: argparse.Namespace, repo: mh.Repository) -> Any:
@@ -51,6 +51,11 @@ def _view(args: argparse.Namespace, repo: mh.Repository) -> Any:
         from nbmodelhub.widgets.histograms import WeightHistograms
 
         return WeightHistograms.of(repo, args.refs, layers=args.layers, bins=args.bins)
+    if args.command == "runs":
+        from nbmodelhub.widgets.runs_compare import RunsCompare
+
+        active = True if args.active else None
+        return RunsCompare(repo.runs(active=active, author=args.author, model=args.model, status=args.status))
     raise AssertionError(args.command)
 
 
@@ -96,6 +101,10 @@ class DlvMagics(Magics):
         except ModelHubError as exc:
             if debug:
                 raise
+            from nbmodelhub.dql import DQLSyntaxError
+
+            if isinstance(exc, DQLSyntaxError):  # the query with a caret under the mistake: keep every line
+                raise IPythonUsageError(f"dlv: {str(exc).strip()}") from None
             raise IPythonUsageError(_one_line(str(exc))) from None
         except OSError as exc:
             if debug:

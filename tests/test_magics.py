@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,67 @@ def test_dql_syntax_error_points_at_the_column(ip: Any) -> None:
     assert message.startswith("dql: ") and "^" in message and "line 1" in message
     with pytest.raises(IPythonUsageError, match="usage: %%dql"), capture_output():
         ip.run_cell_magic("dql", "--bogus", "select m")
+
+
+# -- query, archive, runs, and the hub commands through %dlv -----------------------------------------------
+
+
+def test_query_magic_returns_the_query_result(ip: Any) -> None:
+    _, b = two_versions(ip)
+    result = dlv(ip, 'query "select m where m.params.lr < 0.05"')
+    assert result.kind == "select" and [v.ref for v in result.versions] == [b.ref]
+    with pytest.raises(IPythonUsageError, match=r"(?s)dlv: .*line 1.*\^"), capture_output():
+        ip.run_line_magic("dlv", 'query "select m wher x"')
+
+
+def test_archive_magic_returns_its_report_and_keeps_every_bit(ip: Any) -> None:
+    a, b = two_versions(ip)
+    report = dlv(ip, "archive mlp --max-chain 2")
+    assert report.versions == 2 and report.tensors > 0
+    loaded = repo(ip).load(a.ref, framework="torch")
+    for name, tensor in state_of(ip.user_ns["model"]).items():
+        assert torch.equal(loaded[name], tensor)
+    fails(ip, "archive", "name the MODEL to archive, or give --all")
+
+
+def test_runs_magic_shows_runs_and_run_commits_an_interrupted_one(ip: Any) -> None:
+    from nbmodelhub.widgets.runs_compare import RunsCompare
+
+    r = mh.run("trained", params={"lr": 0.1}, repo=repo_rw(ip))
+    r.log(0, loss=1.0)
+    r.log(1, loss=0.5)
+    r.snapshot(ip.user_ns["model"], step=1)
+    r.stop()  # as if the process had died: interrupted, recoverable
+    widget = dlv(ip, "runs")
+    assert isinstance(widget, RunsCompare) and r.id in json.dumps(widget.data)
+    runs = dlv(ip, "runs --json")
+    assert [(x.id, x.status) for x in runs] == [(r.id, "interrupted")]
+    version = dlv(ip, f"run commit {r.id}")
+    assert version.ref == "trained@1" and version.curves["loss"][-1][1] == 0.5
+    fails(ip, "run commit nosuchrun", "nosuchrun")
+
+
+def repo_rw(ip: Any) -> mh.Repository:
+    return mh.open(ip.user_ns["repo_path"])
+
+
+def test_hub_commands_through_the_magic(ip: Any, tmp_path: Path) -> None:
+    a, _ = two_versions(ip)
+    hub = tmp_path / "hub"
+    assert dlv(ip, f"remote add origin {hub}") == {"origin": str(hub)}
+    dlv(ip, f"publish {a.ref} --hub origin --description 'a small MLP'")
+    hits = dlv(ip, "search mlp --hub origin")
+    assert [h.ref for h in hits] == [a.ref]
+    assert "a small MLP" in dlv(ip, f"card {a.ref} --hub origin").to_markdown()
+    dlv(ip, f"init {tmp_path / 'elsewhere'}")  # a second repository pulls from the hub
+    pulled = dlv(ip, f"pull {a.ref} --hub {hub} --as mlp-copy")
+    assert pulled.ref == "mlp-copy@1"
+    assert mh.open(tmp_path / "elsewhere", read_only=True).get("mlp-copy@1").id == a.id
+    fails(ip, f"pull nosuch@1 --hub {hub}", "nosuch")
+    weights = tmp_path / "w.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(state_of(small_mlp(4)), str(weights))
+    imported = dlv(ip, f"import {weights} -n imported")
+    assert imported.ref == "imported@1" and [f.name for f in imported.files] == ["w.safetensors"]
+    fails(ip, f"import {tmp_path / 'missing.safetensors'} -n x", "missing.safetensors")
