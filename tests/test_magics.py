@@ -301,7 +301,7 @@ def test_query_magic_returns_the_query_result(ip: Any) -> None:
 
 
 def test_archive_magic_returns_its_report_and_keeps_every_bit(ip: Any) -> None:
-    a, b = two_versions(ip)
+    a, _ = two_versions(ip)
     report = dlv(ip, "archive mlp --max-chain 2")
     assert report.versions == 2 and report.tensors > 0
     loaded = repo(ip).load(a.ref, framework="torch")
