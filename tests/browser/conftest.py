@@ -78,7 +78,8 @@ class Lab:
     env: dict[str, str]
 
     def page_url(self, path: str) -> str:
-        return f"{self.url}/lab/tree/{path}?token={self.token}"
+        # ?reset: a fresh workspace, so notebooks of earlier tests are not reopened beside this one.
+        return f"{self.url}/lab/tree/{path}?reset&token={self.token}"
 
     def api(self, path: str) -> Any:
         request = urllib.request.Request(f"{self.url}{path}", headers={"Authorization": f"token {self.token}"})
@@ -242,7 +243,7 @@ def open_notebook(lab: Lab, page: Any) -> Any:
             name = cells
         page.goto(lab.page_url(name))
         nb = LabNotebook(page, lab, name)
-        page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+        nb.panel.locator(".jp-Notebook").wait_for(timeout=60_000)
         nb.wait_idle()
         return nb
 
