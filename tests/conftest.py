@@ -185,3 +185,9 @@ def insert_block(model: Any, at: int, *, reinit: bool = True) -> Any:
         b.attn.layer_idx = i
     new.config.n_layer = len(new.transformer.h)
     return new
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's session-wide event loop, once started, breaks the asyncio loop
+    fixtures of pytest-jupyter (tests/server), so the servers' REST tests must run before it starts."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid or "/browser/" in str(item.fspath))
