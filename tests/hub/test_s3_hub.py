@@ -122,8 +122,10 @@ def test_publish_interrupted_midway_resumes_and_sends_only_what_is_missing(s3_hu
     monkeypatch.setattr(backend_module.Backend, "set", real_set)
 
     resumed = local.publish("net", hub=s3_hub)
-    assert resumed.objects_present == 3
-    assert resumed.objects_sent == len(w) - 3 + 2  # the other tensors, the graph and the version record
+    # The three tensors that arrived are skipped (and the graph too, if a parallel worker sent it before
+    # the drop); everything else is sent: the other tensors, the version record, and the graph if needed.
+    assert resumed.objects_present in (3, 4)
+    assert resumed.objects_present + resumed.objects_sent == len(w) + 2
     hub = mh.open(s3_hub, read_only=True)
     assert_state_equal(w, hub.load("net"))
     assert hub.fsck().ok
