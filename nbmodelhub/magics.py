@@ -40,13 +40,11 @@ def _view(args: argparse.Namespace, repo: mh.Repository) -> Any:
     if args.command == "desc":
         from nbmodelhub.widgets.architecture import ArchitectureGraph
 
-        snapshot = {} if args.snapshot is None else {"snapshot": args.snapshot}
-        return ArchitectureGraph.of(repo, args.ref, histograms=not args.no_stats, **snapshot)
+        return ArchitectureGraph.of(repo, args.ref, histograms=not args.no_stats, snapshot=args.snapshot)
     if args.command == "diff":
         from nbmodelhub.widgets.version_diff import VersionDiff
 
-        snapshots = {k: v for k, v in {"snapshot_a": args.snapshot_a, "snapshot_b": args.snapshot_b}.items() if v}
-        return VersionDiff.of(repo, args.a, args.b, **snapshots)
+        return VersionDiff.of(repo, args.a, args.b, snapshot_a=args.snapshot_a, snapshot_b=args.snapshot_b)
     if args.command == "hist":
         from nbmodelhub.widgets.histograms import WeightHistograms
 

@@ -180,6 +180,17 @@ def test_diff_returns_the_version_diff(ip: Any) -> None:
     fails(ip, f"diff {a.ref} mlp@7", "mlp@7")
 
 
+def test_desc_and_diff_of_snapshots(ip: Any) -> None:
+    v = repo_rw(ip).commit(ip.user_ns["model"], name="snap", step=5, snapshots={0: small_mlp(3)})
+    early, last = dlv(ip, f"desc {v.ref} --snapshot 0"), dlv(ip, f"desc {v.ref}")
+    assert early.data["stats"]["0"]["mean"] != last.data["stats"]["0"]["mean"]
+    expected = float(small_mlp(3)[0].weight.detach().mean())
+    assert early.data["stats"]["0"]["tensors"]["weight"]["mean"] == pytest.approx(expected, abs=1e-4)
+    diff = dlv(ip, f"diff {v.ref} {v.ref} --snapshot-a 0")
+    assert diff.result.step_a == 0 and not diff.result.identical
+    fails(ip, f"desc {v.ref} --snapshot 3", "3")
+
+
 def test_hist_returns_histograms_of_one_or_two_versions(ip: Any) -> None:
     from nbmodelhub.widgets.histograms import WeightHistograms
 

@@ -306,13 +306,21 @@ class ArchitectureGraph(ModelHubWidget):
 
     @classmethod
     def of(
-        cls, repo: Repository, ref: str | Version, *, histograms: bool = True, bins: int = 48, height: int = 560
+        cls,
+        repo: Repository,
+        ref: str | Version,
+        *,
+        histograms: bool = True,
+        bins: int = 48,
+        height: int = 560,
+        snapshot: int | None = None,
     ) -> ArchitectureGraph:
-        """A stored version's graph; with ``histograms`` its weights are read once for per-layer
-        statistics and histograms (``histograms=False`` reads no weights)."""
+        """A stored version's graph; with ``histograms`` its weights (of the snapshot at training step
+        ``snapshot``, default the last) are read once for per-layer statistics and histograms
+        (``histograms=False`` reads no weights)."""
         version = repo.get(ref)
         graph = repo.graph(version)
-        layers = repo.describe(version, bins=bins)["layers"] if histograms else None
+        layers = repo.describe(version, bins=bins, snapshot=snapshot)["layers"] if histograms else None
         return cls(graph_data(graph, layers=layers, title=version.ref), height=height, graph=graph)
 
     def __repr__(self) -> str:

@@ -245,11 +245,23 @@ class VersionDiff(ModelHubWidget):
 
     @classmethod
     def of(
-        cls, repo: Repository, a: str | Version, b: str | Version, *, histograms: bool = True, height: int = 460
+        cls,
+        repo: Repository,
+        a: str | Version,
+        b: str | Version,
+        *,
+        histograms: bool = True,
+        height: int = 460,
+        snapshot_a: int | None = None,
+        snapshot_b: int | None = None,
     ) -> VersionDiff:
-        """The diff from ``a`` to ``b``; ``.result`` is ``repo.diff(a, b)``'s analysis."""
-        result = repo.diff(a, b)
-        return cls(diff_data(repo, a, b, result=result, histograms=histograms), result=result, height=height)
+        """The diff from ``a`` to ``b`` (or their snapshots at those training steps); ``.result`` is
+        ``repo.diff``'s analysis. Per-layer histogram overlays are of the versions' last snapshots, so a
+        diff of earlier snapshots shows none."""
+        result = repo.diff(a, b, snapshot_a=snapshot_a, snapshot_b=snapshot_b)
+        last = snapshot_a is None and snapshot_b is None
+        data = diff_data(repo, a, b, result=result, histograms=histograms and last)
+        return cls(data, result=result, height=height)
 
     def __repr__(self) -> str:
         s = self.data.get("summary", {})
