@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbmodelhub.analysis import VersionDiff as DiffResult
 from nbmodelhub.analysis import shared_edges
+from nbmodelhub.analysis.version_diff import param_owners
 from nbmodelhub.graph import LayerGraph
 from nbmodelhub.graph.layer_graph import parent_path
 from nbmodelhub.widgets.architecture import graph_data, short_name
@@ -73,15 +74,6 @@ def _layer_of(name: str, owners: Mapping[str, str]) -> str:
     return owners.get(name) or name.rpartition(".")[0] or "(top)"
 
 
-def _owners(graph: LayerGraph) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for node_id, d in graph.graph.nodes(data=True):
-        for name, rec in d["params"].items():
-            if rec.get("tied_to") is None:
-                out.setdefault(name, node_id)
-    return out
-
-
 def _plain(value: Any) -> Any:
     """A param or metric value as JSON (curves and odd objects as their JSON text)."""
     try:
@@ -111,7 +103,7 @@ def diff_data(
         result = repo.diff(va, vb)
     ga, gb = repo.graph(va), repo.graph(vb)
     merged, renamed = merged_graph(ga, gb, result, va.ref)
-    owners_b = _owners(gb)
+    owners_b = param_owners(gb)
     match = result.match
 
     status: dict[str, str] = {n: "same" for n in merged.graph.nodes}
