@@ -236,6 +236,19 @@ def test_rearchive_switches_encodings_and_leaves_nothing_behind(repo, repo_path,
             assert sorted(p.name for p in obj.iterdir()) == ["whole", "zarr.json"]
 
 
+def test_gc_removes_a_killed_writes_temp_file_beside_an_encoding(repo, repo_path, history):
+    # A local write killed midway leaves `zarr.<id>.partial` next to its target: gc clears it
+    # (it is a file, not a folder) and the archived model still loads.
+    repo.archive("every", max_chain=2)
+    obj = next(p for p in (repo_path / "objects" / "archive").iterdir() if p.is_dir())
+    stray = obj / "zarr.0123456789abcdef0123456789abcdef.partial"
+    stray.write_bytes(b'{"half": ')
+    report = reopen(repo_path).gc()
+    assert not stray.exists()
+    assert report.removed.get("archive leftovers") == 1
+    check_all(reopen(repo_path), history)
+
+
 def test_gc_keeps_delta_bases_of_deleted_versions(repo, repo_path, history):
     repo.archive("every", max_chain=4)
     bases = set()

@@ -260,7 +260,14 @@ class Backend:
         self._write(self.store.delete(key))
 
     def delete_prefix(self, prefix: str) -> None:
-        self._write(self.store.delete_dir(prefix.rstrip("/")))
+        """Delete everything under ``prefix``, and a key named ``prefix`` itself.
+
+        The name can be a file: a local write killed midway leaves ``zarr.<id>.partial`` beside its
+        target, and ``delete_dir`` refuses files.
+        """
+        prefix = prefix.rstrip("/")
+        self._write(self.store.delete(prefix))
+        self._write(self.store.delete_dir(prefix))
 
     def list_dir(self, prefix: str) -> list[str]:
         """Names directly under ``prefix`` (a folder-like key ending in '/')."""
