@@ -201,11 +201,13 @@ class Repository:
                 raise RefNotFound(f"no tag {tag!r} on {model}{hint}")
             return self.get(f"{model}@{tags[tag]}")
         if ref in refs.models():
-            numbers = refs.numbers(ref)
-            if not numbers:
-                raise RefNotFound(f"every version of {ref} was deleted")
             latest = refs.latest(ref)
-            return self._by_number(ref, latest[0] if latest else numbers[-1], ref)
+            if latest is not None:
+                return self._version(ref, *latest)
+            broken = [msg for (model, _), msg in refs.broken.items() if model == ref]
+            if broken:
+                raise CorruptObject(broken[0])
+            raise RefNotFound(f"every version of {ref} was deleted")
         if _HEX.match(ref):
             hits = [r for r in refs.all_versions() if r.version_id.startswith(ref)]
             if len(hits) == 1:
@@ -335,8 +337,8 @@ class Repository:
         refs = self.store.refs
         parts = []
         for m in refs.models():
-            numbers = refs.numbers(m, include_deleted=True)
-            parts.append([m, len(numbers), numbers[-1] if numbers else 0, sorted(refs.deleted(m)), refs.tags(m)])
+            # numbers are contiguous, so the highest stands for them all (and costs no listing)
+            parts.append([m, refs.highest(m), sorted(refs.deleted(m)), refs.tags(m)])
         return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
     def versions_of(self, entries: Iterable[Any]) -> list[Version]:
         """Versions from catalog entries (``nbmodelhub.store.catalog.Entry``), without reading records."""

@@ -211,3 +211,57 @@ def test_id_prefixes(repo):
     # fewer than 4 characters are not taken as an id prefix
     with pytest.raises(RefNotFound):
         repo.get(ids[0][:3])
+
+
+# -- numbering without listing -------------------------------------------------------------------------
+
+
+def _hint_file(repo_path):
+    return repo_path / "refs" / "models" / "net" / "versions" / "zarr.json"
+
+
+def test_a_commit_does_not_list_the_versions_folder(repo, repo_path, monkeypatch):
+    # Listing costs O(versions) per commit; the hint and a probe make numbering O(1).
+    _commit_three(repo)
+    from nbmodelhub.store.backend import Backend
+
+    listed: list[str] = []
+    real = Backend.list_dir
+    monkeypatch.setattr(Backend, "list_dir", lambda self, prefix: listed.append(prefix) or real(self, prefix))
+    fresh = reopen(repo_path)
+    assert fresh.commit(numpy_weights(9), "net").number == 4
+    assert fresh.get("net").number == 4
+    assert not [p for p in listed if p.endswith("/versions/")]
+
+
+@pytest.mark.parametrize(
+    "hint", [b'{"zarr_format": 3, "node_type": "group", "attributes": {"highest": 1}}', b"{garbled", None]
+)
+def test_a_stale_garbled_or_missing_hint_still_numbers_right(repo, repo_path, hint):
+    vs = _commit_three(repo)
+    if hint is None:
+        _hint_file(repo_path).unlink()
+    else:
+        _hint_file(repo_path).write_bytes(hint)
+    fresh = reopen(repo_path)
+    assert fresh.get("net").id == vs[-1].id
+    assert fresh.commit(numpy_weights(9), "net").number == 4
+    assert [v.number for v in reopen(repo_path).versions("net")] == [1, 2, 3, 4]
+
+
+def test_a_process_sees_numbers_another_process_allocated(repo, repo_path):
+    _commit_three(repo)
+    other = reopen(repo_path)
+    assert other.commit(numpy_weights(7), "net").number == 4
+    assert other.commit(numpy_weights(8), "net").number == 5
+    # `repo` cached 3 as the highest: it probes past it rather than reusing 4
+    assert repo.commit(numpy_weights(9), "net").number == 6
+    assert repo.get("net").number == 6
+
+
+def test_latest_skips_deleted_versions_beyond_a_batch(repo):
+    vs = [repo.commit(numpy_weights(i), "net") for i in range(12)]
+    for n in range(3, 13):
+        repo.delete(f"net@{n}")
+    assert repo.get("net").id == vs[1].id
+    assert repo.commit(numpy_weights(99), "net").number == 13

@@ -9,7 +9,11 @@ can lose a race but never a version:
     refs/models/<name>/tags/<tag>/<seq>   → {"number": N}; the highest seq is the tag's target
     refs/events/<day>/<slot>/<event>      → a change about to happen, for the catalog (catalog.py)
 
-Numbers are allocated by trying to create ``versions/<max+1>`` and retrying on a lost race.
+Numbers are allocated by trying to create ``versions/<max+1>`` and retrying on a lost race, so they
+are contiguous from 1. The highest is found without listing the folder (which costs O(versions) per
+commit): ``versions/zarr.json`` carries a hint, ``{"highest": N}``, rewritten after each allocation,
+and the truth is found by probing upward from it. The hint is only ever low (it is written after
+the ref it names), so a stale or lost one costs a few probes, never a wrong number.
 Refs are immutable once created, so they are cached per process.
 """
 
@@ -53,6 +57,8 @@ class Refs:
         self.backend = backend
         self._ids: dict[tuple[str, int], str] = {}
         self._refs: dict[str, tuple[str, int]] = {}
+        self._highest: dict[str, int] = {}
+        self._ensured: set[str] = set()
         # Garbled refs are skipped (one bad ref must not hide every other version) and reported here.
         self.broken: dict[tuple[str, int], str] = {}
 
@@ -91,17 +97,40 @@ class Refs:
                 self._refs[version_id] = (model, n)
         return {n: self._ids[(model, n)] for n in numbers if (model, n) in self._ids}
 
+    def highest(self, model: str) -> int:
+        """The highest number ever allocated to ``model`` (deleted versions included; 0 if none)."""
+        start = max(self._highest.get(model, 0), self._hint(model))
+        if start == 0:
+            numbers = _numbers(self.backend.list_dir(f"{MODELS}{model}/versions/"))
+            start = numbers[-1] if numbers else 0
+        number = start
+        while self.backend.exists(f"{MODELS}{model}/versions/{number + 1}/zarr.json"):
+            number += 1
+        self._highest[model] = number
+        return number
+
+    def _hint(self, model: str) -> int:
+        raw = self.backend.get(f"{MODELS}{model}/versions/zarr.json")
+        try:
+            hint = parse_group_node(raw, f"refs of {model}").get("highest", 0) if raw is not None else 0
+        except CorruptObject:
+            return 0  # only a hint: the listing finds the truth
+        return hint if isinstance(hint, int) and hint > 0 else 0
+
     def latest(self, model: str) -> tuple[int, str] | None:
-        """The newest visible version. A number whose ref is still being written is passed over."""
-        numbers = self.numbers(model)
-        ids = self.version_ids(model, numbers[-4:])
-        for number in reversed(numbers):
-            if number not in ids:
-                ids = self.version_ids(model, [number])
-            if number in ids:
-                return number, ids[number]
-            if (model, number) in self.broken:
-                return None
+        """The newest visible version. A number whose ref is missing or unreadable is passed over."""
+        hidden = self.deleted(model)
+        number = self.highest(model)
+        while number > 0:
+            # newest first, a few refs per read: the newest visible one is almost always the first
+            batch = [n for n in range(number, max(number - 8, 0), -1) if n not in hidden]
+            ids = self.version_ids(model, batch)
+            for n in batch:
+                if n in ids:
+                    return n, ids[n]
+                if (model, n) in self.broken:
+                    return None
+            number -= 8
         return None
 
     def ref_of(self, version_id: str) -> tuple[str, int] | None:
@@ -133,8 +162,11 @@ class Refs:
 
     # -- writing -------------------------------------------------------------------------------
     def _ensure_model(self, model: str) -> None:
+        if model in self._ensured:
+            return  # groups are never removed: once made, made for good
         for sub in ("", "versions/", "deleted/", "tags/"):
             self.backend.create(f"{MODELS}{model}/{sub}zarr.json", group_node({}))
+        self._ensured.add(model)
 
     def _create(self, key: str, attributes: dict[str, Any]) -> bool:
         doc = {**attributes, "token": uuid.uuid4().hex, "author": current_user(), "time": time.time()}
@@ -144,18 +176,17 @@ class Refs:
         """Give ``version_id`` the next free number of ``model`` (compare-and-swap loop)."""
         check_name(model)
         self._ensure_model(model)
+        number = self.highest(model) + 1
         for _ in range(attempts):
-            existing = self.numbers(model, include_deleted=True)
-            number = (existing[-1] if existing else 0) + 1
-            while True:
-                note_change(self.backend, model, "version", number=number)
-                if self._create(f"{MODELS}{model}/versions/{number}/zarr.json", {"version": version_id}):
-                    self._ids[(model, number)] = version_id
-                    self._refs[version_id] = (model, number)
-                    return number
-                number += 1
-                if number > (existing[-1] if existing else 0) + 64:
-                    break
+            note_change(self.backend, model, "version", number=number)
+            if self._create(f"{MODELS}{model}/versions/{number}/zarr.json", {"version": version_id}):
+                self._ids[(model, number)] = version_id
+                self._refs[version_id] = (model, number)
+                self._highest[model] = max(self._highest.get(model, 0), number)
+                # Rewritten, not created: racing writers may leave it a little low, which probing absorbs.
+                self.backend.set(f"{MODELS}{model}/versions/zarr.json", group_node({"highest": number}))
+                return number
+            number += 1  # lost the race for this number: the winner holds it for good
         raise ConcurrentUpdate(f"could not number a new version of {model}: too many concurrent writers, retry")
 
     def delete(self, model: str, number: int) -> None:
