@@ -290,7 +290,9 @@ class Repository:
         )
 
     def _ref_of(self, version_id: str) -> str:
-        found = self.store.refs.ref_of(version_id)
+        # Known refs first, then the catalog's id map; walking every ref (O(versions)) is the last resort.
+        refs = self.store.refs
+        found = refs.known(version_id) or self.catalog.ref_of(version_id) or refs.ref_of(version_id)
         return f"{found[0]}@{found[1]}" if found else version_id[:12]
 
     # -- listing -------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     from nbmodelhub.server.handlers import setup_handlers
+    from nbmodelhub.widgets import version_table  # noqa: F401  (imported now, not by the first listing)
 
     settings = ModelHubServer(parent=serverapp)
     repositories = Repositories(settings.repositories, read_only=settings.read_only)

@@ -124,6 +124,9 @@ class Catalog:
         return dict(self._models.get(model, {}).get("tags", {}))
 
     def ref_of(self, version_id: str) -> tuple[str, int] | None:
+        """The (model, number) naming ``version_id`` (deleted versions included) as the catalog last saw it."""
+        if not self._loaded:
+            self.refresh()
         if self._by_id is None:
             self._by_id = {
                 v["id"]: (m, int(n)) for m, info in self._models.items() for n, v in info["versions"].items()
@@ -151,10 +154,12 @@ class Catalog:
         models: dict[str, dict[str, Any]] = {}
         for model in refs.models():
             numbers = refs.numbers(model, include_deleted=True)
-            info: dict[str, Any] = {"versions": {}, "deleted": sorted(refs.deleted(model)), "tags": refs.tags(model)}
+            hidden = refs.deleted(model)
+            info: dict[str, Any] = {"versions": {}, "deleted": sorted(hidden), "tags": refs.tags(model)}
             ids = refs.version_ids(model, numbers)
             for n, vid in ids.items():
-                info["versions"][str(n)] = self._entry(model, n, vid)
+                # A deleted version keeps only its id (for naming parents): gc may have taken its record.
+                info["versions"][str(n)] = {"id": vid, "record": {}} if n in hidden else self._entry(model, n, vid)
             models[model] = info
         self._models = models
         self._by_id = None

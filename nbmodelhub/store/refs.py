@@ -133,6 +133,10 @@ class Refs:
             number -= 8
         return None
 
+    def known(self, version_id: str) -> tuple[str, int] | None:
+        """The (model, number) of ``version_id`` if this process has read or written its ref (no I/O)."""
+        return self._refs.get(version_id)
+
     def ref_of(self, version_id: str) -> tuple[str, int] | None:
         """The (model, number) that names ``version_id``, if any ref does."""
         if version_id not in self._refs:

@@ -54,3 +54,21 @@ def test_dlv_query_table_json_and_errors(repo_path, capsys):
     assert main(["--repo", str(repo_path), "query", "select m where m.acc >"]) == 2
     err = capsys.readouterr().err
     assert "DQL syntax error at line 1" in err and "^" in err and "Traceback" not in err
+
+
+def test_catalog_rebuilds_after_a_deleted_versions_record_was_collected(tmp_path):
+    import numpy as np
+
+    import nbmodelhub as mh
+    from nbmodelhub.store.catalog import INDEX_KEY
+
+    repo = mh.open(tmp_path / "r")
+    for i in range(3):
+        repo.commit({"w": np.full(4, i, np.float32)}, "net")
+    assert len(repo.versions()) == 3  # the index is saved
+    repo.delete("net@2")
+    repo.gc()
+    (tmp_path / "r" / INDEX_KEY).unlink()  # the catalog is disposable: the next read rebuilds it
+    fresh = mh.open(tmp_path / "r")
+    assert [v.ref for v in fresh.versions()] == ["net@1", "net@3"]
+    assert fresh.get("net@3").parent_refs == ("net@2",)  # a deleted parent is still named
