@@ -468,6 +468,7 @@ class Repository:
             }
             version_id = self.store.put_document("versions", record)
             number = self.store.refs.allocate(name, version_id)
+            self.catalog.add(name, number, version_id, record)
         finally:
             self.store.release(lease)
         self.store.unstage(author, staged)

@@ -50,8 +50,10 @@ def _slot_of(t: float) -> tuple[int, int]:
     return seconds // 86400, (seconds % 86400) // SLOT_SECONDS
 
 
-def note_change(backend: Backend, model: str, kind: str, **info: Any) -> None:
-    """Record that a ref of ``model`` is about to change (``kind``: version, deleted, tag)."""
+def note_change(backend: Backend, model: str, kind: str, **info: Any) -> tuple[str, dict[str, Any]]:
+    """Record that a ref of ``model`` is about to change (``kind``: version, deleted, tag).
+
+    Returns the event's key and document, so the writing process need not read them back."""
     now = time.time()
     day, slot = _slot_of(now)
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
@@ -63,6 +65,7 @@ def note_change(backend: Backend, model: str, kind: str, **info: Any) -> None:
             backend.create(f"{group}zarr.json", group_node({}))
         _KNOWN_SLOTS.add((backend.location, slot_key))
     backend.set(f"{slot_key}{name}/zarr.json", group_node(doc))
+    return f"{slot_key}{name}", doc
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,15 @@ class Catalog:
             }
         return self._by_id.get(version_id)
 
+    def add(self, model: str, number: int, version_id: str, record: dict[str, Any]) -> None:
+        """Index a version this process just committed, so its change event needs no ref or record read."""
+        if not self._loaded:
+            return  # the first read loads the index and replays the event like any other
+        info = self._models.setdefault(model, {"versions": {}, "deleted": [], "tags": {}})
+        # as a reader would see it: the stored document is JSON
+        info["versions"][str(number)] = {"id": version_id, "record": _slim(json.loads(json.dumps(record)))}
+        self._by_id = None
+
     # -- keeping fresh -----------------------------------------------------------------------------
     def refresh(self) -> None:
         if not self._loaded:
@@ -186,6 +198,9 @@ class Catalog:
                 keys += [prefix + n for n in self.backend.list_dir(prefix) if n != "zarr.json"]
         fresh = [k for k in keys if k not in self._seen and k not in self._pending]
         docs: dict[str, dict[str, Any]] = dict(self._pending)
+        written = self.store.refs.written_events  # this process's own events: known without a read
+        docs.update({k: written.pop(k) for k in fresh if k in written})
+        fresh = [k for k in fresh if k not in docs]
         for key, raw in zip(fresh, self.backend.get_many([f"{k}/zarr.json" for k in fresh]), strict=True):
             if raw is None:
                 continue

@@ -59,6 +59,8 @@ class Refs:
         self._refs: dict[str, tuple[str, int]] = {}
         self._highest: dict[str, int] = {}
         self._ensured: set[str] = set()
+        # Change events this process wrote, until its catalog applies them (saves reading them back).
+        self.written_events: dict[str, dict[str, Any]] = {}
         # Garbled refs are skipped (one bad ref must not hide every other version) and reported here.
         self.broken: dict[tuple[str, int], str] = {}
 
@@ -172,6 +174,11 @@ class Refs:
             self.backend.create(f"{MODELS}{model}/{sub}zarr.json", group_node({}))
         self._ensured.add(model)
 
+    def _noted(self, event: tuple[str, dict[str, Any]]) -> None:
+        if len(self.written_events) >= 10_000:
+            self.written_events.clear()  # a process that never lists: its catalog will read them instead
+        self.written_events[event[0]] = event[1]
+
     def _create(self, key: str, attributes: dict[str, Any]) -> bool:
         doc = {**attributes, "token": uuid.uuid4().hex, "author": current_user(), "time": time.time()}
         return self.backend.create(key, group_node(doc))
@@ -182,7 +189,7 @@ class Refs:
         self._ensure_model(model)
         number = self.highest(model) + 1
         for _ in range(attempts):
-            note_change(self.backend, model, "version", number=number)
+            self._noted(note_change(self.backend, model, "version", number=number))
             if self._create(f"{MODELS}{model}/versions/{number}/zarr.json", {"version": version_id}):
                 self._ids[(model, number)] = version_id
                 self._refs[version_id] = (model, number)
@@ -194,7 +201,7 @@ class Refs:
         raise ConcurrentUpdate(f"could not number a new version of {model}: too many concurrent writers, retry")
 
     def delete(self, model: str, number: int) -> None:
-        note_change(self.backend, model, "deleted", number=number)
+        self._noted(note_change(self.backend, model, "deleted", number=number))
         self._create(f"{MODELS}{model}/deleted/{number}/zarr.json", {"number": number})
 
     def set_tag(self, model: str, tag: str, number: int, force: bool = False) -> None:
@@ -209,6 +216,6 @@ class Refs:
         while True:
             seqs = _numbers(self.backend.list_dir(f"{MODELS}{model}/tags/{tag}/"))
             seq = (seqs[-1] if seqs else 0) + 1
-            note_change(self.backend, model, "tag", tag=tag)
+            self._noted(note_change(self.backend, model, "tag", tag=tag))
             if self._create(f"{MODELS}{model}/tags/{tag}/{seq}/zarr.json", {"number": number}):
                 return
