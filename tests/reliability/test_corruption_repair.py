@@ -303,3 +303,36 @@ def test_repair_from_an_s3_hub(setup: Setup, s3_hub: str, tmp_path: Path) -> Non
     assert len(report.repaired) == 2 and all(s3_hub in line for line in report.repaired)
     for ref in setup.states:
         assert_intact(setup, ref, tmp_path)
+
+
+def test_an_archived_version_publishes_and_pulls(setup: Setup, tmp_path: Path) -> None:
+    """Found by this suite: publish read an archived tensor's missing commit form and failed
+    "missing at the source"; a hub now gets the tensor whole, and a pull brings it back."""
+    with setup.repo() as repo:
+        repo.archive("victim")
+        report = repo.publish("victim@2", tmp_path / "hub")
+        assert report.created == ["victim@1", "victim@2"]
+    with mh.open(tmp_path / "hub") as hub:
+        assert hub.fsck().ok
+        got = hub.load("victim@2")
+        assert all(got[n].tobytes() == a.tobytes() for n, a in setup.states["victim@2"].items())
+        hub.archive("victim")  # a hub archived in its turn still serves pulls
+    with mh.open(tmp_path / "elsewhere") as other:
+        other.pull("victim@2", tmp_path / "hub")
+        assert other.fsck().ok
+        got = other.load("victim@1")
+        assert all(got[n].tobytes() == a.tobytes() for n, a in setup.states["victim@1"].items())
+
+
+def test_magic_fsck_repair(setup: Setup, hub: str, tmp_path: Path) -> None:
+    from IPython.testing.globalipapp import start_ipython
+    from IPython.utils.capture import capture_output
+
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "nbmodelhub")
+    deleted_file(setup, tmp_path)
+    with capture_output() as out:
+        report = ip.run_line_magic("dlv", f"--repo {setup.path} fsck --repair origin")
+    assert report.ok and len(report.repaired) == 1 and "file 'notes.md'" in report.repaired[0]
+    assert "restored" in out.stdout and "OK:" in out.stdout
+    assert_intact(setup, "victim@2", tmp_path)
