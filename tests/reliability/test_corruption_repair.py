@@ -21,6 +21,7 @@ from hub.conftest import bucket, s3_hub, s3_server  # noqa: F401  (the S3 hub te
 import nbmodelhub as mh
 from nbmodelhub import CorruptObject
 from nbmodelhub.store import archived
+from reliability.conftest import trials
 from reliability.damage_helpers import Setup, assert_intact, flip, make_setup, only_file, run_cli
 
 Reader = Callable[[mh.Repository, str], Any]
@@ -336,3 +337,48 @@ def test_magic_fsck_repair(setup: Setup, hub: str, tmp_path: Path) -> None:
     assert report.ok and len(report.repaired) == 1 and "file 'notes.md'" in report.repaired[0]
     assert "restored" in out.stdout and "OK:" in out.stdout
     assert_intact(setup, "victim@2", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(trials(20, 3)))
+def test_a_killed_repair_leaves_nothing_worse(setup: Setup, hub: str, tmp_path: Path, trial: int) -> None:
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import pythonpath_env
+
+    for kind in ("deleted_tensor", "truncated_chunk", "flipped_file", "garbled_graph", "garbled_version_record"):
+        CASES[kind](setup, tmp_path)
+    r = setup.records["victim@2"]
+    # A garbled record hides its objects from fsck, so "before" is what was damaged, not what fsck saw.
+    before = {
+        f"tensors/{r['tensors']['enc.weight']}",
+        f"tensors/{r['tensors']['head.weight']}",
+        f"files/{r['files']['train.py']}",
+        f"graphs/{r['graph']}",
+        f"versions/{r['id']}",
+    }
+    with setup.repo() as repo:
+        assert {d.key for d in repo.fsck().damaged} <= before
+    child = (
+        "import sys; from nbmodelhub.cli import main; print('ready', flush=True); "
+        f"sys.exit(main(['--repo', {str(setup.path)!r}, 'fsck', '--repair']))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child], env=pythonpath_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    time.sleep(random.Random(trial).uniform(0.0, 0.5))  # the repair itself takes about 0.3 s here
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with setup.repo() as repo:
+        after = {d.key for d in repo.fsck().damaged}
+    assert after <= before, after - before
+    assert_intact(setup, "good@1", tmp_path)
+    with setup.repo() as repo:
+        assert repo.fsck(repair_from="origin").ok
+    for ref in setup.states:
+        assert_intact(setup, ref, tmp_path)
