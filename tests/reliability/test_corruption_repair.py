@@ -326,14 +326,15 @@ def test_an_archived_version_publishes_and_pulls(setup: Setup, tmp_path: Path) -
 
 
 def test_magic_fsck_repair(setup: Setup, hub: str, tmp_path: Path) -> None:
-    from IPython.testing.globalipapp import start_ipython
     from IPython.utils.capture import capture_output
 
-    ip = start_ipython()
-    ip.run_line_magic("load_ext", "nbmodelhub")
+    from nbmodelhub.magics import DlvMagics
+
+    # The magic's own class without a shell: tests/test_magics.py owns the process's one IPython.
+    magics = DlvMagics(None)
     deleted_file(setup, tmp_path)
     with capture_output() as out:
-        report = ip.run_line_magic("dlv", f"--repo {setup.path} fsck --repair origin")
+        report = magics.dlv(f"--repo {setup.path} fsck --repair origin")
     assert report.ok and len(report.repaired) == 1 and "file 'notes.md'" in report.repaired[0]
     assert "restored" in out.stdout and "OK:" in out.stdout
     assert_intact(setup, "victim@2", tmp_path)
