@@ -707,9 +707,20 @@ class Repository:
     def gc(self, break_lock: bool = False) -> GcReport:
         return self.store.gc(break_lock=break_lock)
 
-    def fsck(self) -> FsckReport:
+    def fsck(self, repair_from: str | os.PathLike[str] | bool | None = None) -> FsckReport:
+        """Re-hash every object every version uses; ``report.problems`` names each damaged one.
+
+        ``repair_from`` (a remote's name, a hub URL or folder; True: the default remote) fetches
+        each damaged or missing object again from that hub, checks it against its hash, and puts
+        it back; ``report.repaired`` / ``report.unrepaired`` say what was and was not restored.
+        """
         with tqdm(unit="B", unit_scale=True, desc="fsck", delay=1.0, leave=False) as bar:
-            return self.store.fsck(bar.update)
+            if repair_from is None or repair_from is False:
+                return self.store.fsck(bar.update)
+            from nbmodelhub.hub import sharing
+
+            with sharing.open_hub(self, None if repair_from is True else repair_from, writable=False) as hub:
+                return self.store.fsck(bar.update, repair_from=hub.store)
 
     def graph(self, ref: str | Version) -> LayerGraph:
         """The version's layer graph."""

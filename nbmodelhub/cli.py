@@ -626,11 +626,19 @@ def cmd_archive(args: argparse.Namespace, repo: mh.Repository | None) -> int:
 
 def cmd_fsck(args: argparse.Namespace, repo: mh.Repository | None) -> int:
     assert repo is not None
-    report = repo.fsck()
+    if args.repair is None:
+        report = repo.fsck()
+    elif repo.store.backend.read_only:  # fsck opens read-only; a repair writes
+        with mh.open(repo.location) as writable:
+            report = writable.fsck(repair_from=args.repair or True)
+    else:
+        report = repo.fsck(repair_from=args.repair or True)
     args.result = report
     if args.json:
         _json({"ok": report.ok, **dataclasses.asdict(report)})
         return 0 if report.ok else 1
+    for line in report.repaired + report.unrepaired:
+        _out(line)
     counts = (
         f"{_plural(report.versions, 'version')}, {_plural(report.objects, 'object')}, "
         f"{render.human_bytes(report.bytes_checked)} checked"
@@ -1005,7 +1013,15 @@ def build_parser(extra: Callable[[CommandAdder], None] | None = None) -> argpars
     )
     p.add_argument("--unpack", action="store_true", help="back to the commit form")
 
-    command("fsck", cmd_fsck, "read", "verify every object against its hash")
+    p = command("fsck", cmd_fsck, "read", "verify every object against its hash")
+    p.add_argument(
+        "--repair",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="HUB",
+        help="fetch damaged or missing objects again from HUB (a remote's name or URL; default: origin)",
+    )
 
     p = command("runs", cmd_runs, "read", "training runs: running, interrupted and committed, oldest first")
     p.add_argument("model", nargs="?", metavar="MODEL")

@@ -41,3 +41,7 @@ class ConcurrentUpdate(ModelHubError):
 
 class StorageError(ModelHubError):
     """The storage behind a repository or hub refused or failed a request (credentials, network)."""
+
+
+class DiskFull(StorageError):
+    """The device holding a repository ran out of space mid-write; nothing half-written is visible."""

@@ -24,7 +24,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, MemoryStore
 
-from nbmodelhub.errors import NotARepository, ReadOnlyRepository, StorageError, UsageError
+from nbmodelhub.errors import DiskFull, NotARepository, ReadOnlyRepository, StorageError, UsageError
 
 _PROTOTYPE = default_buffer_prototype()
 
@@ -155,8 +155,12 @@ def _wrap_write_error(store: Store, exc: BaseException) -> BaseException:
             f"cannot write to the repository at {describe(store)} ({exc.strerror}): "
             "check its permissions or open a writable copy"
         )
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return ReadOnlyRepository(f"no space left on the device holding {describe(store)}: free some space and retry")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # What the failed write left is unreferenced (visible last), so gc can take it back.
+        return DiskFull(
+            f"the disk holding {describe(store)} is full ({exc.strerror}): free some space, "
+            "then `dlv gc` removes what the failed write left behind"
+        )
     return exc
 
 

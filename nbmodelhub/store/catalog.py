@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from nbmodelhub.errors import CorruptObject
+from nbmodelhub.errors import CorruptObject, DiskFull, ReadOnlyRepository
 from nbmodelhub.store.backend import Backend
 from nbmodelhub.store.documents import group_node, parse_group_node
 
@@ -280,7 +280,12 @@ class Catalog:
         doc = {"format": FORMAT, "mark": self._mark, "seen": self._seen, "pending": self._pending,
                "models": self._models}  # fmt: skip
         data = zstandard.ZstdCompressor(level=1).compress(json.dumps(doc, separators=(",", ":")).encode())
-        self.backend.set(INDEX_KEY, data)
+        try:
+            self.backend.set(INDEX_KEY, data)
+        except (ReadOnlyRepository, DiskFull):
+            # The index only saves time: a read-only mount or a full disk must not fail `list`;
+            # the next reader replays the events or rebuilds, as after a crash.
+            pass
 
     def forget(self, models: Iterable[str] = ()) -> None:
         """Drop what this process holds (or only some models), so the next read replays or rebuilds."""

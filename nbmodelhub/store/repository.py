@@ -45,6 +45,7 @@ from nbmodelhub.store.backend import Backend, open_zarr_store
 from nbmodelhub.store.documents import content_id, group_node, parse_group_node
 from nbmodelhub.store.planes import keep, planes_for
 from nbmodelhub.store.refs import Refs, current_user
+from nbmodelhub.store.repair import Damage, repair
 from nbmodelhub.store.tensors import (
     STORAGE_DTYPES,
     Layout,
@@ -79,6 +80,9 @@ class FsckReport:
     objects: int = 0
     bytes_checked: int = 0
     debris: int = 0
+    repaired: list[str] = field(default_factory=list)  # with a repair: what was restored, and from where
+    unrepaired: list[str] = field(default_factory=list)  # ... and what could not be, and why
+    damaged: list[Damage] = field(default_factory=list)  # the objects behind ``problems``
 
     @property
     def ok(self) -> bool:
@@ -412,8 +416,38 @@ class Store:
         except (NotImplementedError, FileNotFoundError):
             return 0
 
-    def fsck(self, progress: Progress = _noop) -> FsckReport:
-        """Re-hash every reachable object; report each problem naming the object and version."""
+    def fsck(self, progress: Progress = _noop, repair_from: Store | None = None) -> FsckReport:
+        """Re-hash every reachable object; report each problem naming the object and version.
+
+        With ``repair_from`` (another repository, e.g. a hub) every damaged or missing object it
+        has is fetched, checked against its hash, and put back (see repair.py); then the check runs
+        again, so the report says what is still wrong. A restored version record can reveal damage
+        behind it, hence a few rounds.
+        """
+        report = self._fsck(progress)
+        if repair_from is None:
+            return report
+        tried: set[str] = set()
+        repaired: list[str] = []
+        unrepaired: dict[str, str] = {}
+        for _ in range(3):
+            todo = [d for d in report.damaged if d.key not in tried]
+            if not todo:
+                break
+            tried |= {d.key for d in todo}
+            done, failed = repair(self, repair_from, todo, progress)
+            repaired += done
+            unrepaired.update(failed)
+            self._records.clear()
+            report = self._fsck(progress)
+        report.repaired = repaired
+        report.unrepaired = list(unrepaired.values())
+        return report
+
+    def forget_document(self, digest: str) -> None:
+        self._records.pop(digest, None)
+
+    def _fsck(self, progress: Progress) -> FsckReport:
         report = FsckReport()
 
         def counted(n: int) -> None:
@@ -421,6 +455,7 @@ class Store:
             progress(n)
 
         verdicts: dict[str, str | None] = {}  # object → problem, checked once however often shared
+        damaged: dict[str, Damage] = {}
         for model, number, vid in self.live_versions():
             where = f"{model}@{number}"
             report.versions += 1
@@ -428,14 +463,22 @@ class Store:
                 record = self.get_document("versions", vid, where)
             except CorruptObject as exc:
                 report.problems.append(str(exc))
+                damaged.setdefault(f"versions/{vid}", Damage("versions", vid, f"{where}: version record"))
                 continue
             for key, what in self._objects_of(record, where):
                 if key not in verdicts:
-                    verdicts[key] = self._check(key, record, what, counted)
+                    problem = self._check(key, record, what, counted)
+                    # Kept without the first user's name, so each version sharing it is named once.
+                    verdicts[key] = problem and (problem[len(what) :] if problem.startswith(what) else f": {problem}")
                 problem = verdicts[key]
                 if problem:
-                    report.problems.append(problem if problem.startswith(where) else f"{what}: {problem}")
+                    report.problems.append(f"{what}{problem}")
+                    damage = self._damage(key, record, what)
+                    damaged.setdefault(damage.key, damage)
         report.problems += sorted(self.refs.broken.values())
+        for model, number in sorted(self.refs.broken):
+            damaged.setdefault(f"refs/{model}@{number}", Damage("refs", f"{model}@{number}", f"ref {model}@{number}"))
+        report.damaged = list(damaged.values())
         report.objects = len(verdicts)
         for kind in ("tensors", "files"):
             for digest in self.document_ids(kind):
@@ -443,6 +486,19 @@ class Store:
                     report.debris += 1
         report.debris += len(pas.leftovers(self, None, set()))
         return report
+
+    @staticmethod
+    def _damage(key: str, record: Mapping[str, Any], what: str) -> Damage:
+        kind, digest, *rest = key.split("/", 2)
+        if kind == "tensors":
+            for snap in record["snapshots"]:
+                t = snap["tensors"].get(rest[0])
+                if t is not None and t["hash"] == digest:
+                    return Damage(kind, digest, what, t["dtype"], tuple(t["shape"]))
+        if kind == "files":
+            size = next(int(f["size"]) for f in record["files"] if f["hash"] == digest)
+            return Damage(kind, digest, what, "uint8", (size,))
+        return Damage(kind, digest, what)
 
     @staticmethod
     def _objects_of(record: Mapping[str, Any], where: str) -> Iterator[tuple[str, str]]:
