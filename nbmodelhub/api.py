@@ -720,7 +720,10 @@ class Repository:
             from nbmodelhub.hub import sharing
 
             with sharing.open_hub(self, None if repair_from is True else repair_from, writable=False) as hub:
-                return self.store.fsck(bar.update, repair_from=hub.store)
+                report = self.store.fsck(bar.update, repair_from=hub.store)
+            if report.repaired:
+                self.catalog.discard()  # it may have left a damaged record out: index them again
+            return report
 
     def graph(self, ref: str | Version) -> LayerGraph:
         """The version's layer graph."""

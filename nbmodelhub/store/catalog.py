@@ -111,8 +111,8 @@ class Catalog:
                 continue
             hidden = set(info["deleted"])
             for n in sorted(info["versions"], key=int):
-                if int(n) not in hidden:
-                    v = info["versions"][n]
+                v = info["versions"][n]
+                if int(n) not in hidden and v["record"] is not None:
                     out.append(Entry(m, int(n), v["id"], v["record"]))
         return out
 
@@ -179,7 +179,12 @@ class Catalog:
         self._save()
 
     def _entry(self, model: str, number: int, version_id: str) -> dict[str, Any]:
-        record = self.store.get_document("versions", version_id, f"{model}@{number}")
+        try:
+            record = self.store.get_document("versions", version_id, f"{model}@{number}")
+        except CorruptObject:
+            # One damaged record must not hide every other version: this one is left out of
+            # listings (fsck names it; `discard` after a repair brings it back).
+            return {"id": version_id, "record": None}
         return {"id": version_id, "record": _slim(record)}
 
     def _new_events(self) -> dict[str, dict[str, Any]]:
@@ -286,6 +291,12 @@ class Catalog:
             # The index only saves time: a read-only mount or a full disk must not fail `list`;
             # the next reader replays the events or rebuilds, as after a crash.
             pass
+
+    def discard(self) -> None:
+        """Delete the saved index too, so every process rebuilds it (after a repair changed records)."""
+        if not self.backend.read_only:
+            self.backend.delete(INDEX_KEY)
+        self.forget()
 
     def forget(self, models: Iterable[str] = ()) -> None:
         """Drop what this process holds (or only some models), so the next read replays or rebuilds."""
