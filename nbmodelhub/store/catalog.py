@@ -169,6 +169,7 @@ class Catalog:
             hidden = refs.deleted(model)
             info: dict[str, Any] = {"versions": {}, "deleted": sorted(hidden), "tags": refs.tags(model)}
             ids = refs.version_ids(model, numbers)
+            self.store.prefetch_documents("versions", [vid for n, vid in ids.items() if n not in hidden])
             for n, vid in ids.items():
                 # A deleted version keeps only its id (for naming parents): gc may have taken its record.
                 info["versions"][str(n)] = {"id": vid, "record": {}} if n in hidden else self._entry(model, n, vid)
@@ -219,6 +220,7 @@ class Catalog:
         if not events:
             return False
         refs = self.store.refs
+        self._prefetch(events)
         now = time.time()
         changed = False
         replayed = set(self._pending)
@@ -260,6 +262,17 @@ class Catalog:
         horizon = self._mark - 2 * SKEW_SECONDS
         self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
         return changed or any(k not in replayed for k in events)
+
+    def _prefetch(self, events: dict[str, dict[str, Any]]) -> None:
+        """Read the refs and records of new versions in batches, not two round trips per event."""
+        wanted: dict[str, list[int]] = {}
+        for event in events.values():
+            model, number = str(event.get("model", "")), event.get("number")
+            known = self._models.get(model, {}).get("versions", {})
+            if event.get("kind") == "version" and isinstance(number, int) and str(number) not in known:
+                wanted.setdefault(model, []).append(number)
+        ids = [vid for model, numbers in wanted.items() for vid in self.store.refs.version_ids(model, numbers).values()]
+        self.store.prefetch_documents("versions", ids)
 
     # -- persistence -------------------------------------------------------------------------------
     def _load(self) -> bool:

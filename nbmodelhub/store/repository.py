@@ -281,6 +281,23 @@ class Store:
         self._records[digest] = doc
         return doc
 
+    def prefetch_documents(self, kind: str, digests: Iterable[str]) -> None:
+        """Read many documents in one batch of concurrent reads, so ``get_document`` finds them cached.
+
+        Only documents that parse and match their hash are kept; ``get_document`` reports the rest.
+        """
+        missing = [d for d in dict.fromkeys(digests) if d not in self._records]
+        raws = self.backend.get_many([f"objects/{kind}/{d}/zarr.json" for d in missing])
+        for digest, raw in zip(missing, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                doc = parse_group_node(raw, f"{kind[:-1]} record {digest[:12]}")
+            except CorruptObject:
+                continue
+            if content_id(doc) == digest:
+                self._records[digest] = doc
+
     def document_ids(self, kind: str) -> list[str]:
         return [d for d in self.backend.list_dir(f"objects/{kind}/") if d != "zarr.json"]
 
