@@ -521,7 +521,9 @@ class Repository:
     ) -> list[FileEntry]:
         """Stage files or folders (recursively) for the next commit by this author."""
         author = author or current_user()
-        entries = [self._store_file(path, name) for path, name in _expand(paths)]
+        # Every path is checked before any file is stored: a bad last path must not leave the others' objects.
+        found = list(_expand(paths))
+        entries = [self._store_file(path, name) for path, name in found]
         for entry in entries:
             self.store.stage(entry.to_dict(), author)
         return entries

@@ -153,7 +153,8 @@ def _plain(value: Any, what: str, depth: int) -> Any:
 
 
 def _metric_number(value: Any, what: str) -> float | int | str:
-    if hasattr(value, "item") and callable(value.item):
+    # numpy/torch scalars only: .item() of a 3-element array raises a bare ValueError
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"{what} must be a number, got {_show(value)}")

@@ -54,6 +54,20 @@ def unchanged(path: Path) -> Iterator[None]:
     )
 
 
+@contextlib.contextmanager
+def scratch_cwd(factory: Any) -> Iterator[Path]:
+    """Run in an empty folder whose parent is empty too: a fuzzed relative path ('x', '..') lands there,
+    never in the repository, the checkout or all of /tmp."""
+    here = factory.mktemp("cwd") / "here"
+    here.mkdir()
+    before = Path.cwd()
+    os.chdir(here)
+    try:
+        yield here
+    finally:
+        os.chdir(before)
+
+
 def clean_error(call: Callable[[], Any]) -> ModelHubError | None:
     """Run ``call``: it returns (None) or raises one ModelHubError with a one-line-or-more non-empty message.
 
@@ -82,7 +96,7 @@ def assert_cli_clean(code: int, err: str, argv: list[str]) -> None:
     assert code in (1, 2), (argv, code, err)
     assert "Traceback" not in err, (argv, err)
     # main() tags an unexpected exception with this hint: that is a bug reaching the user.
-    assert "--debug for the traceback" not in err, (argv, err)
+    assert "for the traceback" not in err, (argv, err)
     if code == 1:
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("dlv: error: "), (argv, err)

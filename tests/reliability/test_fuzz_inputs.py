@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import nbmodelhub as mh
 from nbmodelhub.errors import ModelHubError, UsageError
 from nbmodelhub.store.documents import NAME_PATTERN
 
-from .fuzz_support import assert_cli_clean, clean_error, fuzz, run_cli, stored, unchanged
+from .fuzz_support import assert_cli_clean, clean_error, fuzz, run_cli, scratch_cwd, stored, unchanged
 
 
 @pytest.fixture
@@ -415,6 +416,23 @@ def test_add_a_folder_with_a_symlink_out_of_it_is_refused_or_stored_inside(
     assert_cli_clean(code, err, ["add", str(project)])
 
 
+WRITES = {
+    "commit",
+    "copy",
+    "tag",
+    "delete",
+    "gc",
+    "archive",
+    "add",
+    "eval",
+    "query",
+    "run",
+    "init",
+    "pull",
+    "remote",
+    "card",
+}
+
 # -- the command line ------------------------------------------------------------------------------------------
 
 COMMANDS = [
@@ -508,49 +526,33 @@ def test_cli_arguments_get_one_error_line_and_change_nothing(
     seeded: mh.Repository, tmp_path_factory: Any, command: str, argv: list[str]
 ) -> None:
     path = _path(seeded)
-    cwd = tmp_path_factory.mktemp("cwd")
-    here = Path.cwd()
-    os.chdir(cwd)  # a relative file argument lands in a scratch folder, never the repository
-    try:
-        full = ["--repo", str(path), command, *argv]
-        # Only read-only commands (and writes that must fail) keep the store unchanged; the rest may write.
-        writes = command in (
-            "commit",
-            "copy",
-            "tag",
-            "delete",
-            "gc",
-            "archive",
-            "add",
-            "eval",
-            "query",
-            "run",
-            "init",
-            "import",
-            "pull",
-            "remote",
-            "card",
-        )
-        before = stored(path)
+    full = ["--repo", str(path), command, *argv]
+    # Only read-only commands (and writes that must fail) keep the store unchanged; the rest may write.
+    before = stored(path)
+    with scratch_cwd(tmp_path_factory):
         code, _, err = run_cli(full)
-        assert_cli_clean(code, err, full)
-        if code != 0 or not writes:
-            assert stored(path) == before, full
-        assert mh.open(path, read_only=True).fsck().ok
-    finally:
-        os.chdir(here)
+    assert_cli_clean(code, err, full)
+    if code != 0 or command not in WRITES:
+        assert stored(path) == before, full
+    assert mh.open(path, read_only=True).fsck().ok
 
 
 # -- the %dlv magic --------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def shell() -> Any:
-    from IPython.testing.globalipapp import start_ipython
+def shell() -> Iterator[Any]:
+    """IPython's test shell. ``start_ipython`` works once per process and returns None after, so other
+    modules (tests/test_magics.py) may have started it already; leave it startable for them afterwards."""
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+    from IPython.testing import globalipapp
 
-    ip = start_ipython()
+    started_here = not hasattr(globalipapp.start_ipython, "already_called")
+    ip = globalipapp.start_ipython() if started_here else TerminalInteractiveShell.instance()
     ip.run_line_magic("load_ext", "nbmodelhub")
-    return ip
+    yield ip
+    if started_here:
+        del globalipapp.start_ipython.already_called  # type: ignore[attr-defined]
 
 
 @fuzz(800, 100)
@@ -562,7 +564,7 @@ def shell() -> Any:
     ),
 )
 def test_magic_lines_get_one_usage_error_and_change_nothing(
-    seeded: mh.Repository, shell: Any, command: str, rest: list[str]
+    seeded: mh.Repository, shell: Any, tmp_path_factory: Any, command: str, rest: list[str]
 ) -> None:
     from IPython.core.error import UsageError as IPythonUsageError
     from IPython.utils.capture import capture_output
@@ -572,35 +574,18 @@ def test_magic_lines_get_one_usage_error_and_change_nothing(
         shell.run_line_magic("dlv", f"init {path}")
     shell.user_ns["model"] = numpy_weights(0, n=1, shape=(2,))
     line = " ".join([command, *rest])
-    writes = command in (
-        "commit",
-        "copy",
-        "tag",
-        "delete",
-        "gc",
-        "archive",
-        "add",
-        "eval",
-        "query",
-        "run",
-        "init",
-        "import",
-        "pull",
-        "remote",
-        "card",
-    )
     before = stored(path)
     try:
-        with capture_output():
+        with capture_output(), scratch_cwd(tmp_path_factory):
             shell.run_line_magic("dlv", line)
     except IPythonUsageError as exc:
         text = str(exc)
         assert text.strip(), line
-        assert "--debug for the traceback" not in text, (line, text)
+        assert "for the traceback" not in text, (line, text)  # the magic's tag on an unexpected exception
         assert "\n" not in text.strip() or (text.startswith("dlv: ") and "^" in text), (line, text)
         assert stored(path) == before, line
         return
-    if not writes:
+    if command not in WRITES:
         assert stored(path) == before, line
 
 
@@ -693,3 +678,12 @@ def test_dql_text_gets_one_clear_error_never_a_traceback(seeded: mh.Repository, 
         error = clean_error(lambda: seeded.query(text))
     if error is not None:
         assert "Traceback" not in str(error) and "lark" not in str(error).lower(), str(error)
+
+
+def test_add_with_one_bad_path_stores_nothing(seeded: mh.Repository, tmp_path: Path) -> None:
+    """`dlv add good.txt missing.txt`: the good file's object must not be written before the error."""
+    good = tmp_path / "good.txt"
+    good.write_text("fresh content " * 100)
+    with unchanged(_path(seeded)), pytest.raises(UsageError, match="no such file"):
+        seeded.add([good, tmp_path / "missing.txt"])
+    assert seeded.staged() == []
