@@ -29,7 +29,7 @@ from nbmodelhub.errors import CorruptObject, RefNotFound, UsageError
 from nbmodelhub.graph import LayerGraph, graph_from_module, graph_from_tensors
 from nbmodelhub.store.archive import DEFAULT_MAX_CHAIN, ArchiveReport
 from nbmodelhub.store.catalog import Catalog
-from nbmodelhub.store.documents import check_metrics, check_name, check_params, decode_number
+from nbmodelhub.store.documents import check_file_name, check_metrics, check_name, check_params, decode_number
 from nbmodelhub.store.evaluations import Evaluation
 from nbmodelhub.store.planes import planes_for
 from nbmodelhub.store.refs import current_user
@@ -180,7 +180,8 @@ class Repository:
         refs = self.store.refs
         if "@" in ref:
             model, _, number_text = ref.partition("@")
-            if not number_text.isdigit():
+            # isdigit() alone lets '²' through (int() refuses it) and '٣' (int() reads it as 3): ASCII only.
+            if not (number_text.isascii() and number_text.isdigit()):
                 raise UsageError(f"bad reference {ref!r}: after '@' comes a version number, as in {model}@2")
             number = int(number_text)
             self._known_model(model, ref)
@@ -525,7 +526,9 @@ class Repository:
     ) -> list[FileEntry]:
         """Stage files or folders (recursively) for the next commit by this author."""
         author = author or current_user()
-        entries = [self._store_file(path, name) for path, name in _expand(paths)]
+        # Every path is checked before any file is stored: a bad last path must not leave the others' objects.
+        found = list(_expand(paths))
+        entries = [self._store_file(path, name) for path, name in found]
         for entry in entries:
             self.store.stage(entry.to_dict(), author)
         return entries
@@ -561,6 +564,10 @@ class Repository:
         written = []
         for name in wanted:
             entry = entries[name]
+            try:  # a record from a hub or a damaged repository may name anything: check before touching a path
+                check_file_name(name)
+            except UsageError as exc:
+                raise CorruptObject(f"{version.ref}: {exc}: it could escape {root}; refusing to write it") from None
             target = (root / name).resolve()
             if not target.is_relative_to(root):
                 raise CorruptObject(f"{version.ref}: file name {name!r} would escape {root}; refusing to write it")
@@ -1114,18 +1121,30 @@ def _expand(paths: str | os.PathLike[str] | Iterable[Any]) -> Iterator[tuple[Pat
             source, stored_as = raw
             if not Path(source).is_file():
                 raise UsageError(f"no such file: {source}")
-            yield Path(source), str(stored_as)
+            yield Path(source), check_file_name(stored_as)
             continue
         path = Path(raw).expanduser()
         if not path.exists():
             raise UsageError(f"no such file or folder: {path}")
-        base = path.parent.resolve()
-        cwd = Path.cwd().resolve()
-        if path.resolve().is_relative_to(cwd):
+        # Names come from the path as written (absolute, not resolved): a symlink's name is where it sits,
+        # and resolving it could land outside the base and fail.
+        absolute = Path(os.path.abspath(path))
+        base = absolute.parent
+        cwd = Path.cwd()
+        if absolute.is_relative_to(cwd):
             base = cwd
-        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in found:
-            yield file, file.resolve().relative_to(base).as_posix()
+        if not path.is_dir():
+            yield path, check_file_name(absolute.relative_to(base).as_posix())
+            continue
+        inside = path.resolve()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            # A symlink in a folder leading out of it (to ~/.ssh, say) would attach, and publish, a file the
+            # user never chose: only an explicitly named file may live elsewhere.
+            if not file.resolve().is_relative_to(inside):
+                raise UsageError(
+                    f"{file} is a symlink to {file.resolve()}, outside {path}: add that file itself if you mean it"
+                )
+            yield file, check_file_name(Path(os.path.abspath(file)).relative_to(base).as_posix())
 
 
 def _merge_files(staged: Iterable[Mapping[str, Any]], attached: list[FileEntry]) -> list[FileEntry]:

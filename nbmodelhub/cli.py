@@ -1048,6 +1048,11 @@ def build_parser(extra: Callable[[CommandAdder], None] | None = None) -> argpars
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dlv``; returns the exit code (the console script passes it to ``sys.exit``)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any("\x00" in a for a in argv):
+        # No shell can pass one, but a script or the magic can: every path would fail deep in pathlib.
+        _error("an argument contains a NUL character: remove it")
+        return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed by argparse

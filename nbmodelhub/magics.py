@@ -158,6 +158,8 @@ class DlvMagics(Magics):
         if not argv:
             self._parser.print_help()
             return None
+        if any("\x00" in a for a in argv):  # every path would fail deep in pathlib with a bare ValueError
+            raise IPythonUsageError("dlv: an argument contains a NUL character: remove it")
         errors = io.StringIO()
         try:
             with contextlib.redirect_stderr(errors):

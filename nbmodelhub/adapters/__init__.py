@@ -93,20 +93,50 @@ def _hf_folder(path: Path) -> Weights:
     config: dict[str, Any] | None = None
     config_file = path / "config.json"
     if config_file.is_file():
-        try:
-            loaded = json.loads(config_file.read_text())
-        except ValueError as exc:
-            raise UsageError(f"{config_file} is not valid JSON ({exc})") from exc
+        loaded = _json_file(config_file)
         config = loaded if isinstance(loaded, dict) else None
+    index_file = path / INDEX_NAME
+    weight_map = _weight_map(index_file) if index_file.is_file() else None
+    if weight_map is not None:
+        # The index says which shards make the model: read those (a missing one is an error, not half a model).
+        shards = [path / name for name in sorted(set(weight_map.values()))]
     tensors: dict[str, Tensor] = {}
     for shard in shards:
+        if not shard.is_file():
+            raise UsageError(f"{index_file} names shard {shard.name}, which is not in {path}")
         part, _ = read_safetensors(shard)
         clash = set(part) & set(tensors)
         if clash:
             raise UsageError(f"{shard.name} repeats tensor {sorted(clash)[0]!r} from another shard")
         tensors.update(part)
+    if weight_map is not None and set(weight_map) != set(tensors):
+        odd = sorted(set(weight_map) ^ set(tensors))[0]
+        where = "the index names but no shard holds" if odd in weight_map else "a shard holds but the index omits"
+        raise UsageError(f"{path}: tensor {odd!r} {where}; the folder and {INDEX_NAME} disagree")
     graph = graph_from_tensors({n: (t.dtype, t.shape) for n, t in tensors.items()}, config)
     return Weights(tensors, {}, "safetensors", path.name, graph=graph)
+
+
+INDEX_NAME = "model.safetensors.index.json"
+
+
+def _json_file(file: Path) -> Any:
+    try:
+        return json.loads(file.read_bytes())
+    except (ValueError, RecursionError) as exc:  # a deeply nested file exhausts json's recursion, not a ValueError
+        raise UsageError(f"{file} is not valid JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
+def _weight_map(index_file: Path) -> dict[str, str]:
+    """The index's tensor → shard map; shards are plain file names in the same folder."""
+    index = _json_file(index_file)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise UsageError(f"{index_file} has no weight_map of tensor name → shard file")
+    for shard in weight_map.values():
+        if not isinstance(shard, str) or not shard.endswith(".safetensors") or Path(shard).name != shard:
+            raise UsageError(f"{index_file} names shard {shard!r}: shards are .safetensors files beside it")
+    return weight_map
 
 
 def convert(tensor: Tensor, framework: str) -> Any:

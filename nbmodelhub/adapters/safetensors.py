@@ -7,6 +7,7 @@ message instead of a Rust panic.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import struct
 from pathlib import Path
@@ -59,22 +60,27 @@ def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
             continue
         try:
             dtype = _DTYPES[info["dtype"]]
-            shape = tuple(int(d) for d in info["shape"])
-            start, stop = (int(x) for x in info["data_offsets"])
+            shape = tuple(info["shape"])
+            start, stop = info["data_offsets"]
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"entry {name!r} is malformed") from exc
+        # Exact non-negative ints only: int(1.5) would quietly lie, and a dimension past int64 (or a product
+        # of dimensions that overflows numpy's int64 back to 0) must not slip past the size check below.
+        numbers = (*shape, start, stop)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**62 for n in numbers):
+            raise bad(f"entry {name!r} has a shape or offsets that are not non-negative integers in range")
         storage = np.dtype(STORAGE_DTYPES[dtype])
-        count = int(np.prod(shape)) if shape else 1
-        if (
-            start < 0
-            or stop < start
-            or body + stop > size
-            or stop - start != count * storage.itemsize
-            or min(shape, default=0) < 0
-        ):
+        count = math.prod(shape)
+        if stop < start or body + stop > size or stop - start != count * storage.itemsize:
             raise bad(f"entry {name!r} points outside the file or has the wrong size")
-        array = np.frombuffer(data, dtype=storage, count=count, offset=body + start).reshape(shape)
-        tensors[name] = Tensor.of(array.copy(), dtype)
+        if count == 0:  # no bytes to read: the body may be empty, and frombuffer refuses an offset past its end
+            try:
+                array = np.empty(shape, dtype=storage)
+            except ValueError as exc:  # numpy refuses (0, 2**61): its size check ignores the zero
+                raise bad(f"entry {name!r} has a shape numpy cannot hold") from exc
+        else:
+            array = np.frombuffer(data, dtype=storage, count=count, offset=body + start).reshape(shape).copy()
+        tensors[name] = Tensor.of(array, dtype)
     if not tensors:
         raise bad("it holds no tensors")
     return tensors, {}

@@ -86,7 +86,17 @@ def parse(text: str) -> s.Query:
         raise DQLSyntaxError(
             f"the query ends too early; expected {_expected(set(exc.expected))}", text, exc.line, exc.column
         ) from None
-    query = _Build(text).transform(tree)
+    try:
+        query = _Build(text).transform(tree)
+    except lark.exceptions.VisitError as exc:
+        # lark wraps whatever a rule raises; our own errors (with their caret) must reach the user as they are.
+        if isinstance(exc.orig_exc, UsageError):
+            raise exc.orig_exc from None
+        if isinstance(exc.orig_exc, (ValueError, SyntaxError)):  # a literal Python cannot read (a NUL, an escape)
+            line, column = _pos(getattr(exc.obj, "meta", None))
+            first = str(exc.orig_exc).strip().splitlines()[0] if str(exc.orig_exc).strip() else "unreadable"
+            raise DQLSyntaxError(f"cannot read this {exc.rule}: {first}", text, line, column) from None
+        raise
     _check_names(query, text)
     return query
 
@@ -108,7 +118,11 @@ class _Build(lark.Transformer[Any, Any]):
 
     # -- literals ------------------------------------------------------------------------------
     def string(self, meta: Any, c: list[Any]) -> s.Literal:
-        return s.Literal(_unquote(str(c[0])))
+        try:
+            return s.Literal(_unquote(str(c[0])))
+        except (ValueError, SyntaxError) as exc:  # a NUL or a bad escape inside the quotes
+            line, column = _pos(meta)
+            raise DQLSyntaxError(f"bad string literal: {exc}", self.text, line, column) from None
 
     def number(self, meta: Any, c: list[Any]) -> s.Literal:
         text = str(c[0])

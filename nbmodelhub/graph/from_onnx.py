@@ -30,8 +30,28 @@ def _load(path_or_model: Any, *, load_data: bool) -> onnx.ModelProto:
     if isinstance(path_or_model, onnx.ModelProto):
         return path_or_model
     if isinstance(path_or_model, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(path_or_model))
-    return onnx.load(os.fspath(path_or_model), load_external_data=load_data)
+        model = onnx.load_from_string(bytes(path_or_model))
+    else:
+        model = onnx.load(os.fspath(path_or_model), load_external_data=load_data)
+    _check_text(model)
+    return model
+
+
+def _check_text(message: Any) -> None:
+    """Refuse a model whose string fields are not UTF-8: protobuf then hands back bytes (an op type, a tensor
+    name), which would end up as a layer name or tensor name that JSON cannot store."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for field, value in message.ListFields():
+        # protobuf 6 has is_repeated; older releases only label
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if any(isinstance(v, bytes) for v in (value if repeated else [value])):
+                raise ValueError(f"its {field.name} field is not valid UTF-8 text")
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for sub in value if repeated else [value]:
+                if hasattr(sub, "ListFields"):  # a map field iterates over its keys, not messages
+                    _check_text(sub)
 
 
 def _attr_value(attr: Any) -> Any:

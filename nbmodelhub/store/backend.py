@@ -44,6 +44,8 @@ def open_zarr_store(location: str | os.PathLike[str] | Store | None, read_only: 
     text = default_location() if location is None else os.fspath(location)
     if not text.strip():
         raise UsageError("empty repository location: give a folder path or a URL such as memory://scratch")
+    if "\x00" in text:  # the OS refuses it with a bare ValueError deep in pathlib
+        raise UsageError(f"repository location {text!r} contains a NUL character: give a folder path or a URL")
     if text.startswith("memory://"):
         store = _MEMORY_STORES.setdefault(text, MemoryStore())
         return store.with_read_only(True) if read_only else store

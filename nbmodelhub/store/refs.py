@@ -49,7 +49,8 @@ class VersionRef:
 
 
 def _numbers(names: list[str]) -> list[int]:
-    return sorted(int(n) for n in names if n.isdigit())
+    # ASCII only: a stray folder named '²' passes isdigit() but not int().
+    return sorted(int(n) for n in names if n.isascii() and n.isdigit())
 
 
 class Refs:
