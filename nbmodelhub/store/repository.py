@@ -318,17 +318,21 @@ class Store:
         return token
 
     def release(self, token: str) -> None:
+        # The whole folder: on a local disk an empty one per commit would pile up, and every gc and
+        # commit lists refs/leases/ (a repository with 2,000 commits read 2,000 empty folders).
         self.backend.delete(f"refs/leases/{token}/zarr.json")
+        self.backend.delete_prefix(f"refs/leases/{token}")
 
     def _gc_lock_held(self) -> bool:
         raw = self.backend.get("refs/gc-lock/zarr.json")
         if raw is None:
             return False
         try:
-            started = float(json.loads(raw)["attributes"]["time"])
+            holder = json.loads(raw)["attributes"]
+            started = float(holder["time"])
         except (ValueError, KeyError, TypeError):
             return True
-        return time.time() - started < GC_LOCK_TTL
+        return time.time() - started < GC_LOCK_TTL and not _dead_here(holder)
 
     def _leased(self) -> set[str]:
         leased: set[str] = set()
@@ -365,9 +369,9 @@ class Store:
         lock = "refs/gc-lock/zarr.json"
         if break_lock:
             self.backend.delete(lock)
-        if not self.backend.create(
-            lock, group_node({"time": time.time(), "token": uuid.uuid4().hex, "author": current_user()})
-        ):
+        # host and pid: a gc killed on this machine must not stall every commit for GC_LOCK_TTL.
+        holder = {"time": time.time(), "token": uuid.uuid4().hex, "author": current_user()}
+        if not self.backend.create(lock, group_node({**holder, "host": socket.gethostname(), "pid": os.getpid()})):
             if self._gc_lock_held():
                 raise ConcurrentUpdate(
                     "another gc is running on this repository: wait for it, or `dlv gc --break-lock` if it died"
