@@ -402,6 +402,9 @@ class Store:
                         report.kept += 1
                         continue
                     report.bytes_freed += int(self._size(f"objects/{kind}/{digest}"))
+                    # Metadata first: a gc killed halfway through the chunks must not leave an object
+                    # that looks whole, which a later commit of the same content would dedup against.
+                    self.backend.delete(f"objects/{kind}/{digest}/zarr.json")
                     self.backend.delete_prefix(f"objects/{kind}/{digest}")
                     report.removed[kind] = report.removed.get(kind, 0) + 1
             return report

@@ -224,3 +224,63 @@ def test_sigkill_at_a_random_moment(trial: int, template: Path, tmp_path: Path) 
         raise AssertionError(f"{where}: {exc}") from exc
     except Exception as exc:
         raise AssertionError(f"{where}: {type(exc).__name__}: {exc}") from exc
+
+
+# -- the worst moments, hit on purpose -------------------------------------------------------------------
+
+
+def kill_at(op: str, repo: Path, hub: Path, moment: str) -> None:
+    """Run the operation in a child that SIGKILLs itself at ``moment`` (see crash_ops.py)."""
+    proc = child(op, repo, hub, 0, env={"NBMH_CRASH_AT": moment})
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, f"the child was not killed at {moment}: {out} {err}"
+
+
+def test_gc_killed_inside_an_object_leaves_no_object_a_commit_would_dedup_against(template, tmp_path):
+    """gc removing a dead tensor dies after its first chunk: the same content committed next is stored whole."""
+    repo_path, hub = fresh_copy(template, tmp_path / "t")
+    kill_at("gc", repo_path, hub, "unlink-after:/c/")
+    with reopen(repo_path) as repo:
+        v = repo.commit(junk_weights(), "junk", message="again")
+        report = repo.fsck()
+        assert report.ok, report.problems
+        assert_state_equal(junk_weights(), repo.load(v))
+    check_clean_after_gc(repo_path)
+
+
+def test_tag_move_killed_before_its_ref_lands_keeps_the_old_target(template, tmp_path):
+    """A killed move leaves the new ref's folder with only a partial file: the tag still points where it did."""
+    repo_path, hub = fresh_copy(template, tmp_path / "t")
+    kill_at("tag", repo_path, hub, "link-before:/tags/base/2/")
+    assert list((repo_path / "refs/models/m/tags/base/2").iterdir())  # the partial write is there
+    with reopen(repo_path) as repo:
+        assert repo.store.refs.tags("m") == {"base": 1, "prod": 2}
+        assert repo.get("m:base").number == 1
+        repo.tag("m@3", "base", force=True)
+    with reopen(repo_path) as repo:
+        assert repo.get("m:base").number == 3
+        assert [v.ref for v in repo.versions() if "base" in v.tags] == ["m@3"]
+
+
+def test_commit_killed_before_its_ref_lands_is_absent_and_the_next_commit_works(template, tmp_path):
+    repo_path, hub = fresh_copy(template, tmp_path / "t")
+    kill_at("commit", repo_path, hub, "link-before:/versions/4/")
+    with reopen(repo_path) as repo:
+        assert refs_of(repo, "m") == ["m@1", "m@2", "m@3"]
+        assert repo.get("m").number == 3
+        assert repo.fsck().ok
+        v = repo.commit(weights(7), "m")
+        assert repo.get("m").id == v.id
+        assert_state_equal(weights(7), repo.load(v))
+    check_clean_after_gc(repo_path)
+
+
+def test_a_version_deleted_and_collected_before_the_first_listing_stays_hidden(tmp_path):
+    """Found by the gc trials: the catalog's first build met the deleted version's number with no record."""
+    with mh.open(tmp_path / "r") as repo:
+        repo.commit(weights(1), "keep")
+        repo.commit(weights(2), "gone")
+        repo.delete("gone@1")
+        repo.gc()
+    with reopen(tmp_path / "r") as repo:
+        assert refs_of(repo) == ["keep@1"]
