@@ -277,6 +277,25 @@ class Store:
         self._records[digest] = doc
         return doc
 
+    def add_version(
+        self, model: str, record: Mapping[str, Any], documents: Iterable[tuple[str, Mapping[str, Any]]] = ()
+    ) -> tuple[str, int]:
+        """Write a version record and give it the next number of ``model``: (its id, its number).
+
+        gc cannot see a version before its ref exists, so from the record's write to the ref's, the
+        record and every object it names are leased; ``documents`` (kind, doc) — its layer graph —
+        are written again under the lease, as a gc that ran since they were written may have taken them.
+        """
+        version_id = content_id(record)
+        lease = self.take_lease({f"versions/{version_id}", *self.record_objects(record)})
+        try:
+            for kind, doc in documents:
+                self.put_document(kind, doc)
+            self.put_document("versions", record)
+            return version_id, self.refs.allocate(model, version_id)
+        finally:
+            self.release(lease)
+
     def document_ids(self, kind: str) -> list[str]:
         return [d for d in self.backend.list_dir(f"objects/{kind}/") if d != "zarr.json"]
 
