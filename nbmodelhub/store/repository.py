@@ -337,9 +337,8 @@ class Store:
         return token
 
     def release(self, token: str) -> None:
-        # The whole folder: on a local disk an empty one per commit would pile up, and every gc and
-        # commit lists refs/leases/ (a repository with 2,000 commits read 2,000 empty folders).
-        self.backend.delete(f"refs/leases/{token}/zarr.json")
+        # The whole folder: on a local disk an empty one per commit would pile up, and every gc
+        # lists refs/leases/ and reads each entry (after 2,000 commits, 2,000 empty folders).
         self.backend.delete_prefix(f"refs/leases/{token}")
 
     def _gc_lock_held(self) -> bool:

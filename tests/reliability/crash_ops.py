@@ -80,14 +80,13 @@ def follow_up(op: str, repo: Any, hub: str, seed: int) -> dict[str, Any]:
     """What a user runs after the crash: the same operation again (it must succeed)."""
     from nbmodelhub.errors import RefNotFound
 
-    if op == "delete":
-        # Re-deleting a version already gone is one clear "not found", which is success here.
-        if "m@2" not in [v.ref for v in repo.versions(model="m")]:
-            try:
-                repo.get("m@2")
-            except RefNotFound:
-                return {"already": True}
-            raise AssertionError("m@2 is not listed but still resolves")
+    # Re-deleting a version already gone is one clear "not found", which is success here.
+    if op == "delete" and "m@2" not in [v.ref for v in repo.versions(model="m")]:
+        try:
+            repo.get("m@2")
+        except RefNotFound:
+            return {"already": True}
+        raise AssertionError("m@2 is not listed but still resolves")
     if op == "gc":
         # The killed gc may have been removing these very objects: committing the content again
         # must store it whole, never dedup against an object half gone.

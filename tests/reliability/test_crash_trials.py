@@ -17,11 +17,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import assert_state_equal, pythonpath_env, reopen
+from hub import conftest as hub_fixtures
 
 import nbmodelhub as mh
 from nbmodelhub.errors import RefNotFound
@@ -30,7 +32,20 @@ from reliability.crash_ops import BEFORE, OPS, junk_weights, prepare, weights
 
 SCRIPT = str(Path(__file__).with_name("crash_ops.py"))
 SEED = int(os.environ.get("NBMH_CRASH_SEED", "20261122"))
-TRIALS = trials(100, 18)
+TRIALS = trials(100, 12)
+S3_TRIALS = trials(10, 1)
+s3_server = hub_fixtures.s3_server  # moto on loopback (tests/hub/conftest.py)
+
+# (op, finished before the kill) of every trial, tallied at the end of the module (see with -s)
+OUTCOMES: list[tuple[str, bool]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tally():
+    yield
+    for op in sorted({o for o, _ in OUTCOMES}):
+        done = [f for o, f in OUTCOMES if o == op]
+        print(f"\n{op}: {len(done)} trials, {len(done) - sum(done)} killed midway, {sum(done)} finished first")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +60,7 @@ def fresh_copy(template: Path, dest: Path) -> tuple[Path, Path]:
     return dest / "repo", dest / "hub"
 
 
-def child(op: str, repo: Path, hub: Path, seed: int, *extra: str, env: dict[str, str] | None = None):
+def child(op: str, repo: Path, hub: Path | str, seed: int, *extra: str, env: dict[str, str] | None = None):
     return subprocess.Popen(
         [sys.executable, SCRIPT, op, str(repo), str(hub), str(seed), *extra],
         stdout=subprocess.PIPE,
@@ -63,7 +78,7 @@ def wait_ready(proc: subprocess.Popen[str]) -> None:
         raise AssertionError(f"the child did not start: {line!r} {err}")
 
 
-def run_to_end(op: str, repo: Path, hub: Path, seed: int, *extra: str) -> tuple[dict[str, Any], float]:
+def run_to_end(op: str, repo: Path, hub: Path | str, seed: int, *extra: str) -> tuple[dict[str, Any], float]:
     """Run the operation (or its follow-up) in a child to the end: its result and its duration."""
     proc = child(op, repo, hub, seed, *extra)
     wait_ready(proc)
@@ -86,7 +101,7 @@ def duration(op: str, template: Path, scratch: Path) -> float:
     return _DURATIONS[op]
 
 
-def kill_after(op: str, repo: Path, hub: Path, seed: int, delay: float) -> bool:
+def kill_after(op: str, repo: Path, hub: Path | str, seed: int, delay: float) -> bool:
     """Start the operation, SIGKILL it ``delay`` s after "ready"; True if it had finished."""
     proc = child(op, repo, hub, seed)
     wait_ready(proc)
@@ -142,8 +157,9 @@ def check_all_or_nothing(op: str, repo: mh.Repository, hub: Path, seed: int, fin
         check_hub(hub, finished)
 
 
-def check_hub(hub: Path, finished: bool, complete: bool = False) -> None:
+def check_hub(hub: Path | str, finished: bool, complete: bool = False, scratch: Path | None = None) -> None:
     """The hub is clean, holds what it held, and whatever of m it lists pulls bit-identically."""
+    scratch = scratch or Path(hub).parent
     with reopen(hub) as hub_repo:
         report = hub_repo.fsck()
         assert report.ok, report.problems
@@ -154,7 +170,7 @@ def check_hub(hub: Path, finished: bool, complete: bool = False) -> None:
             assert listed == ["m@1", "m@2", "m@3"], listed
         assert_state_equal(weights(50), hub_repo.load("n@1"))
     for i, ref in enumerate(listed):
-        with mh.open(hub.parent / f"pulled-{i}") as pulled:
+        with mh.open(scratch / f"pulled-{i}") as pulled:
             pulled.pull(ref, hub=str(hub))
             assert_state_equal(weights(BEFORE[ref]), pulled.load(ref))
 
@@ -206,6 +222,7 @@ def test_sigkill_at_a_random_moment(trial: int, template: Path, tmp_path: Path) 
     delay = random.Random(seed).uniform(0.0, took)
     repo_path, hub = fresh_copy(template, tmp_path / "trial")
     finished = kill_after(op, repo_path, hub, seed, delay)
+    OUTCOMES.append((op, finished))
     where = f"{op} killed {delay * 1000:.1f} ms into {took * 1000:.0f} ms (seed {seed}, finished={finished})"
     try:
         with reopen(repo_path) as repo:
@@ -284,3 +301,59 @@ def test_a_version_deleted_and_collected_before_the_first_listing_stays_hidden(t
         repo.gc()
     with reopen(tmp_path / "r") as repo:
         assert refs_of(repo) == ["keep@1"]
+
+
+# -- publish to an S3 hub (moto) -------------------------------------------------------------------------
+
+
+def check_s3_hub_clean_after_gc(url: str) -> None:
+    with reopen(url) as hub_repo:
+        hub_repo.gc()
+    with reopen(url) as hub_repo:
+        report = hub_repo.fsck()
+        assert report.ok, report.problems
+        assert report.debris == 0
+        backend = hub_repo.store.backend
+        live = {t.hash for v in hub_repo.versions() for t in v.tensors.values()}
+        stored = {k.split("/")[2] for k in backend.list_prefix("objects/tensors/") if k.count("/") > 2}
+        assert stored <= live, f"dead tensor objects left on the hub: {sorted(stored - live)[:3]}"
+        assert list(backend.list_prefix("refs/leases/")) in ([], ["refs/leases/zarr.json"])
+        assert backend.get("refs/gc-lock/zarr.json") is None
+
+
+def new_s3_hub(server: Any, repo_path: Path) -> str:
+    """A fresh bucket holding n@1, published from ``repo_path`` (as the folder hubs are prepared)."""
+    bucket = f"crash-{uuid.uuid4().hex[:12]}"
+    server.client().create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}/hub"
+    with reopen(repo_path) as repo:
+        repo.publish("n@1", hub=url)
+    return url
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(S3_TRIALS))
+def test_sigkill_during_publish_to_an_s3_hub(trial, template, tmp_path, s3_server, monkeypatch):
+    for key, value in s3_server.env("writer").items():
+        monkeypatch.setenv(key, value)
+    if "s3-publish" not in _DURATIONS:
+        calibrate, _ = fresh_copy(template, tmp_path / "calibrate")
+        _DURATIONS["s3-publish"] = run_to_end("publish", calibrate, new_s3_hub(s3_server, calibrate), 0)[1]
+    took = _DURATIONS["s3-publish"]
+    repo_path, _ = fresh_copy(template, tmp_path / "trial")
+    url = new_s3_hub(s3_server, repo_path)
+    seed = SEED + 1000 + trial
+    delay = random.Random(seed).uniform(0.0, took)
+    finished = kill_after("publish", repo_path, url, seed, delay)
+    OUTCOMES.append(("publish to s3", finished))
+    where = f"publish to s3 killed {delay * 1000:.1f} ms into {took * 1000:.0f} ms (seed {seed}, finished={finished})"
+    try:
+        check_hub(url, finished, scratch=tmp_path)
+        run_to_end("publish", repo_path, url, seed, "--follow-up")
+        check_hub(url, True, complete=True, scratch=tmp_path / "again")
+        check_s3_hub_clean_after_gc(url)
+        check_clean_after_gc(repo_path)
+    except AssertionError as exc:
+        raise AssertionError(f"{where}: {exc}") from exc
+    except Exception as exc:
+        raise AssertionError(f"{where}: {type(exc).__name__}: {exc}") from exc
