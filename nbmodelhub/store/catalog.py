@@ -154,24 +154,21 @@ class Catalog:
             info: dict[str, Any] = {"versions": {}, "deleted": sorted(refs.deleted(model)), "tags": refs.tags(model)}
             ids = refs.version_ids(model, numbers)
             for n, vid in ids.items():
-                entry = self._entry(model, n, vid)
-                if entry is not None:
-                    info["versions"][str(n)] = entry
+                info["versions"][str(n)] = self._entry(model, n, vid)
             models[model] = info
         self._models = models
         self._by_id = None
         self._apply(recent)
         self._save()
 
-    def _entry(self, model: str, number: int, version_id: str) -> dict[str, Any] | None:
-        """The entry of a version; None for a deleted one whose record gc has already reclaimed."""
+    def _entry(self, model: str, number: int, version_id: str) -> dict[str, Any]:
         try:
             record = self.store.get_document("versions", version_id, f"{model}@{number}")
         except CorruptObject:
-            # gc removes a deleted version's record but keeps its (tiny, immutable) number ref, so
-            # the walk and the replay of old events still meet it: it is hidden, not damaged.
+            # A deleted version's record is gc's to take, but its number ref stays, so a rebuild or
+            # the replay of its old "version" event still meets it: keep its id (to name parents).
             if number in self.store.refs.deleted(model):
-                return None
+                return {"id": version_id, "record": {}}
             raise
         return {"id": version_id, "record": _slim(record)}
 
@@ -216,14 +213,12 @@ class Catalog:
                 number = int(event.get("number", 0))
                 if str(number) not in info["versions"]:
                     ids = refs.version_ids(model, [number])
-                    entry = self._entry(model, number, ids[number]) if number in ids else None
-                    if entry is not None:
-                        info["versions"][str(number)] = entry
+                    if number in ids:
+                        info["versions"][str(number)] = self._entry(model, number, ids[number])
                         self._by_id = None
                         changed = True
-                    elif number not in ids:
+                    else:
                         settled = False
-                    # else: deleted and collected before this replay, nothing to show
             elif kind == "deleted":
                 number = int(event.get("number", 0))
                 if number not in info["deleted"]:

@@ -292,15 +292,21 @@ def test_commit_killed_before_its_ref_lands_is_absent_and_the_next_commit_works(
     check_clean_after_gc(repo_path)
 
 
-def test_a_version_deleted_and_collected_before_the_first_listing_stays_hidden(tmp_path):
-    """Found by the gc trials: the catalog's first build met the deleted version's number with no record."""
+@pytest.mark.parametrize("indexed", [False, True], ids=["rebuild", "replay"])
+def test_a_version_deleted_and_collected_before_the_next_listing_stays_hidden(tmp_path, indexed):
+    """Found by the gc trials: the catalog (built from scratch, or replaying the version's old event)
+    met the deleted version's number ref with its record already collected, and `list` failed."""
     with mh.open(tmp_path / "r") as repo:
         repo.commit(weights(1), "keep")
+        if indexed:
+            repo.versions()  # saves the catalog index, so the next reader replays events
         repo.commit(weights(2), "gone")
         repo.delete("gone@1")
         repo.gc()
+    assert (tmp_path / "r/catalog").exists() == indexed
     with reopen(tmp_path / "r") as repo:
         assert refs_of(repo) == ["keep@1"]
+        assert repo.models() == ["keep"]
 
 
 # -- publish to an S3 hub (moto) -------------------------------------------------------------------------
