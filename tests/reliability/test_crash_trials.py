@@ -83,9 +83,11 @@ def run_to_end(op: str, repo: Path, hub: Path | str, seed: int, *extra: str) -> 
     proc = child(op, repo, hub, seed, *extra)
     wait_ready(proc)
     start = time.perf_counter()
-    out, err = proc.communicate(timeout=120)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # "done …" when the operation ends, before the interpreter's exit
     took = time.perf_counter() - start
-    done = [line for line in out.splitlines() if line.startswith("done ")]
+    out, err = proc.communicate(timeout=120)
+    done = [line for line in (first + out).splitlines() if line.startswith("done ")]
     assert proc.returncode == 0 and done, f"{op} {' '.join(extra)} failed (exit {proc.returncode}):\n{err}"
     return json.loads(done[0][5:]), took
 
@@ -94,7 +96,7 @@ _DURATIONS: dict[str, float] = {}
 
 
 def duration(op: str, template: Path, scratch: Path) -> float:
-    """How long the operation takes from the child's "ready" to its end, measured once per op."""
+    """How long the operation takes from the child's "ready" to its "done", measured once per op."""
     if op not in _DURATIONS:
         repo, hub = fresh_copy(template, scratch / f"calibrate-{op}")
         _DURATIONS[op] = run_to_end(op, repo, hub, 0)[1]
@@ -289,6 +291,19 @@ def test_commit_killed_before_its_ref_lands_is_absent_and_the_next_commit_works(
         v = repo.commit(weights(7), "m")
         assert repo.get("m").id == v.id
         assert_state_equal(weights(7), repo.load(v))
+    check_clean_after_gc(repo_path)
+
+
+def test_delete_killed_before_its_tombstone_lands_is_all_or_nothing(template, tmp_path):
+    repo_path, hub = fresh_copy(template, tmp_path / "t")
+    kill_at("delete", repo_path, hub, "link-before:/deleted/2/")
+    with reopen(repo_path) as repo:
+        assert repo.fsck().ok
+        check_before(repo, "delete")
+        check_all_or_nothing("delete", repo, hub, 0, finished=False)
+    run_to_end("delete", repo_path, hub, 0, "--follow-up")
+    with reopen(repo_path) as repo:
+        assert "m@2" not in refs_of(repo)
     check_clean_after_gc(repo_path)
 
 
