@@ -97,6 +97,7 @@ def test_eight_writers_and_a_gc_lose_nothing(tmp_path: Path) -> None:
     commits = [c for kind, batch in outcomes if kind == "ok" for c in batch]
     gc_runs, gc_removed = next(o[1] for o in outcomes if o[0] == "gc")
     assert gc_runs >= 2, "the gc did not run while the writers committed"
+    print(f"\n{WRITERS} writers x {COMMITS} commits; the concurrent gc ran {gc_runs} times, removed {gc_removed}")
 
     total = WRITERS * COMMITS
     assert sorted(c[2] for c in commits) == list(range(1, total + 1))
