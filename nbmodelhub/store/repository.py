@@ -462,11 +462,14 @@ class Store:
                     report.problems.append(problem if problem.startswith(where) else f"{what}: {problem}")
         report.problems += sorted(self.refs.broken.values())
         report.objects = len(verdicts)
-        for kind in ("tensors", "files"):
-            for digest in self.document_ids(kind):
-                if read_metadata(self.backend, f"objects/{kind}/{digest}") is None:
-                    report.debris += 1
-        report.debris += len(pas.leftovers(self, None, set()))
+        debris = {
+            f"objects/{kind}/{digest}"
+            for kind in ("tensors", "files")
+            for digest in self.document_ids(kind)
+            if read_metadata(self.backend, f"objects/{kind}/{digest}") is None
+        }
+        # a set: a half-removed commit form is both an incomplete object and an archive leftover
+        report.debris = len(debris | set(pas.leftovers(self, None, set())))
         return report
 
     @staticmethod
