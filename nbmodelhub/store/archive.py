@@ -284,8 +284,8 @@ def _drop_commit_form(store: Store, digest: str) -> None:
     prefix = f"{archived.COMMITTED}/{digest}"
     if store.backend.exists(f"{prefix}/zarr.json"):
         store.backend.delete(f"{prefix}/zarr.json")
-    if any(True for _ in store.backend.list_prefix(prefix + "/")):
-        store.backend.delete_prefix(prefix)
+    # Always: a tensor with no chunks (an empty one) would otherwise leave its folder on a local disk.
+    store.backend.delete_prefix(prefix)
 
 
 def _unpack(store: Store, selection: Selection, report: ArchiveReport, progress: Progress) -> None:
