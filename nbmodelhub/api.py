@@ -152,6 +152,7 @@ class Repository:
         self.store = Store(location, read_only=read_only)
         self.catalog = Catalog(self.store)
         self._graphs: dict[Any, str] = {}
+        self._graph_docs: dict[str, dict[str, Any]] = {}  # id → layer graph, to write again (add_version)
 
     def __repr__(self) -> str:
         return f"<nbmodelhub Repository {self.location}>"
@@ -467,8 +468,7 @@ class Repository:
                 "source": main.source,
                 "nonce": uuid.uuid4().hex,
             }
-            version_id = self.store.put_document("versions", record)
-            number = self.store.refs.allocate(name, version_id)
+            version_id, number = self._add_version(name, record)
             self.catalog.add(name, number, version_id, record)
         finally:
             self.store.release(lease)
@@ -511,10 +511,17 @@ class Repository:
             graph = graph_from_module(weights.module, example_input)
         else:
             graph = graph_from_tensors({n: (t.dtype, t.shape) for n, t in weights.tensors.items()})
-        graph_id = self.store.put_document("graphs", graph.to_json())
+        doc = graph.to_json()
+        graph_id = self.store.put_document("graphs", doc)
         # Tracing a big model takes seconds; a training loop commits the same architecture again and again.
         self._graphs[key] = graph_id
+        self._graph_docs[graph_id] = doc
         return graph_id
+
+    def _add_version(self, model: str, record: Mapping[str, Any]) -> tuple[str, int]:
+        """Store.add_version, rewriting the layer graph if this process made it (a gc may have taken it)."""
+        graph = self._graph_docs.get(record.get("graph") or "")
+        return self.store.add_version(model, record, [("graphs", graph)] if graph is not None else [])
 
     def _store_file(self, path: Path, name: str, data: bytes | None = None) -> FileEntry:
         data = path.read_bytes() if data is None else data
@@ -666,8 +673,7 @@ class Repository:
             parents=[source.id],
             nonce=uuid.uuid4().hex,
         )
-        version_id = self.store.put_document("versions", record)
-        number = self.store.refs.allocate(new_name, version_id)
+        version_id, number = self._add_version(new_name, record)
         return self._version(new_name, number, version_id)
 
     def tag(self, ref: str | Version, tag: str, force: bool = False) -> Version:

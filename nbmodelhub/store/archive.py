@@ -284,8 +284,8 @@ def _drop_commit_form(store: Store, digest: str) -> None:
     prefix = f"{archived.COMMITTED}/{digest}"
     if store.backend.exists(f"{prefix}/zarr.json"):
         store.backend.delete(f"{prefix}/zarr.json")
-    if any(True for _ in store.backend.list_prefix(prefix + "/")):
-        store.backend.delete_prefix(prefix)
+    # Always: a tensor with no chunks (an empty one) would otherwise leave its folder on a local disk.
+    store.backend.delete_prefix(prefix)
 
 
 def _unpack(store: Store, selection: Selection, report: ArchiveReport, progress: Progress) -> None:
@@ -342,6 +342,9 @@ def leftovers(store: Store, live: set[str] | None, leased: set[str]) -> list[str
     or commit has leased; an unreferenced archive object goes whole in ``gc``.
     """
     out: list[str] = []
+    # Listed, not merely holding keys: an archive killed inside the removal of a commit form (rmtree
+    # on a local disk) can leave only empty folders, which fsck counts as debris and gc must take.
+    commit_forms = set(store.document_ids("tensors"))
     for digest in store.document_ids("archive"):
         key = f"archive/{digest}"
         if (live is not None and key not in live) or key in leased or f"tensors/{digest}" in leased:
@@ -354,7 +357,7 @@ def leftovers(store: Store, live: set[str] | None, leased: set[str]) -> list[str
             if name != "zarr.json" and (enc is None or name != enc.name):
                 out.append(f"{archived.ARCHIVE}/{digest}/{name}")
         committed_debris = enc is not None and not archived.is_committed(store.backend, digest)
-        if committed_debris and any(True for _ in store.backend.list_prefix(f"{archived.COMMITTED}/{digest}/")):
+        if committed_debris and digest in commit_forms:
             out.append(f"{archived.COMMITTED}/{digest}")
     return out
 

@@ -183,9 +183,11 @@ class Catalog:
         try:
             record = self.store.get_document("versions", version_id, f"{model}@{number}")
         except CorruptObject:
-            # One damaged record must not hide every other version: this one is left out of
-            # listings (fsck names it; `discard` after a repair brings it back).
-            return {"id": version_id, "record": None}
+            # A deleted version's record is gc's to take, but its number ref stays, so a rebuild or the
+            # replay of its old "version" event still meets it: keep its id (to name parents). Any
+            # other damaged record must not hide every other version: it is left out of listings
+            # (fsck names it; `discard` after a repair brings it back).
+            return {"id": version_id, "record": {} if number in self.store.refs.deleted(model) else None}
         return {"id": version_id, "record": _slim(record)}
 
     def _new_events(self) -> dict[str, dict[str, Any]]:

@@ -160,11 +160,13 @@ class Refs:
             if tag == "zarr.json":
                 continue
             seqs = _numbers(self.backend.list_dir(f"{MODELS}{model}/tags/{tag}/"))
-            if not seqs:
-                continue
-            raw = self.backend.get(f"{MODELS}{model}/tags/{tag}/{seqs[-1]}/zarr.json")
-            if raw is not None:
-                tags[tag] = int(parse_group_node(raw, f"tag {model}:{tag}")["number"])
+            # The highest seq whose ref is there: a move killed (or still running) after making its
+            # folder but before its ref landed must leave the tag where it was, not drop it.
+            for seq in reversed(seqs):
+                raw = self.backend.get(f"{MODELS}{model}/tags/{tag}/{seq}/zarr.json")
+                if raw is not None:
+                    tags[tag] = int(parse_group_node(raw, f"tag {model}:{tag}")["number"])
+                    break
         return tags
 
     # -- writing -------------------------------------------------------------------------------

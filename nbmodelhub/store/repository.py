@@ -298,6 +298,25 @@ class Store:
             if content_id(doc) == digest:
                 self._records[digest] = doc
 
+    def add_version(
+        self, model: str, record: Mapping[str, Any], documents: Iterable[tuple[str, Mapping[str, Any]]] = ()
+    ) -> tuple[str, int]:
+        """Write a version record and give it the next number of ``model``: (its id, its number).
+
+        gc cannot see a version before its ref exists, so from the record's write to the ref's, the
+        record and every object it names are leased; ``documents`` (kind, doc) — its layer graph —
+        are written again under the lease, as a gc that ran since they were written may have taken them.
+        """
+        version_id = content_id(record)
+        lease = self.take_lease({f"versions/{version_id}", *self.record_objects(record)})
+        try:
+            for kind, doc in documents:
+                self.put_document(kind, doc)
+            self.put_document("versions", record)
+            return version_id, self.refs.allocate(model, version_id)
+        finally:
+            self.release(lease)
+
     def document_ids(self, kind: str) -> list[str]:
         return [d for d in self.backend.list_dir(f"objects/{kind}/") if d != "zarr.json"]
 
@@ -339,17 +358,20 @@ class Store:
         return token
 
     def release(self, token: str) -> None:
-        self.backend.delete(f"refs/leases/{token}/zarr.json")
+        # The whole folder: on a local disk an empty one per commit would pile up, and every gc
+        # lists refs/leases/ and reads each entry (after 2,000 commits, 2,000 empty folders).
+        self.backend.delete_prefix(f"refs/leases/{token}")
 
     def _gc_lock_held(self) -> bool:
         raw = self.backend.get("refs/gc-lock/zarr.json")
         if raw is None:
             return False
         try:
-            started = float(json.loads(raw)["attributes"]["time"])
+            holder = json.loads(raw)["attributes"]
+            started = float(holder["time"])
         except (ValueError, KeyError, TypeError):
             return True
-        return time.time() - started < GC_LOCK_TTL
+        return time.time() - started < GC_LOCK_TTL and not _dead_here(holder)
 
     def _leased(self) -> set[str]:
         leased: set[str] = set()
@@ -386,9 +408,9 @@ class Store:
         lock = "refs/gc-lock/zarr.json"
         if break_lock:
             self.backend.delete(lock)
-        if not self.backend.create(
-            lock, group_node({"time": time.time(), "token": uuid.uuid4().hex, "author": current_user()})
-        ):
+        # host and pid: a gc killed on this machine must not stall every commit for GC_LOCK_TTL.
+        holder = {"time": time.time(), "token": uuid.uuid4().hex, "author": current_user()}
+        if not self.backend.create(lock, group_node({**holder, "host": socket.gethostname(), "pid": os.getpid()})):
             if self._gc_lock_held():
                 raise ConcurrentUpdate(
                     "another gc is running on this repository: wait for it, or `dlv gc --break-lock` if it died"
@@ -419,6 +441,9 @@ class Store:
                         report.kept += 1
                         continue
                     report.bytes_freed += int(self._size(f"objects/{kind}/{digest}"))
+                    # Metadata first: a gc killed halfway through the chunks must not leave an object
+                    # that looks whole, which a later commit of the same content would dedup against.
+                    self.backend.delete(f"objects/{kind}/{digest}/zarr.json")
                     self.backend.delete_prefix(f"objects/{kind}/{digest}")
                     report.removed[kind] = report.removed.get(kind, 0) + 1
             return report
@@ -497,11 +522,14 @@ class Store:
             damaged.setdefault(f"refs/{model}@{number}", Damage("refs", f"{model}@{number}", f"ref {model}@{number}"))
         report.damaged = list(damaged.values())
         report.objects = len(verdicts)
-        for kind in ("tensors", "files"):
-            for digest in self.document_ids(kind):
-                if read_metadata(self.backend, f"objects/{kind}/{digest}") is None:
-                    report.debris += 1
-        report.debris += len(pas.leftovers(self, None, set()))
+        debris = {
+            f"objects/{kind}/{digest}"
+            for kind in ("tensors", "files")
+            for digest in self.document_ids(kind)
+            if read_metadata(self.backend, f"objects/{kind}/{digest}") is None
+        }
+        # a set: a half-removed commit form is both an incomplete object and an archive leftover
+        report.debris = len(debris | set(pas.leftovers(self, None, set())))
         return report
 
     @staticmethod

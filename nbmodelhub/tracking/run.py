@@ -244,8 +244,7 @@ class Run:
                 f"run {self.id}: {len(missing)} snapshot tensor(s) are gone from the repository "
                 f"(a gc ran more than a day after the run stopped?): {missing[0][:12]}…"
             )
-        version_id = store.put_document("versions", record)
-        number = store.refs.allocate(self.name, version_id)
+        version_id, number = self.repo._add_version(self.name, record)
         version = self.repo._version(self.name, number, version_id)
         self._end("commit", version=version_id, ref=version.ref)
         return version
