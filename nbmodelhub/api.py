@@ -344,6 +344,7 @@ class Repository:
             # numbers are contiguous, so the highest stands for them all (and costs no listing)
             parts.append([m, refs.highest(m), sorted(refs.deleted(m)), refs.tags(m)])
         return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
+
     def versions_of(self, entries: Iterable[Any]) -> list[Version]:
         """Versions from catalog entries (``nbmodelhub.store.catalog.Entry``), without reading records."""
         tags: dict[str, dict[int, list[str]]] = {}
